@@ -1,0 +1,112 @@
+//! The command line: argument definitions and dispatch. Each subcommand lives
+//! in its own module; all of them report failures the same way (one line on
+//! stderr, an exit code per class of failure).
+
+mod get;
+mod providers;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::failure::{ExitClass, Failure};
+use crate::manifest::ProviderCatalog;
+use crate::paths::Dirs;
+
+/// One credential helper for AI coding tools and API clients.
+///
+/// keyhelper hands out API keys and tokens from Azure AD, 1Password, AWS
+/// Secrets Manager or its own store, through sandboxed provider plugins, and
+/// caches them until just before they expire.
+#[derive(Debug, Parser)]
+#[command(name = "keyhelper", version, about, long_about)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v debug, -vv trace). Never affects stdout.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Config file to use instead of $XDG_CONFIG_HOME/keyhelper/config.toml
+    /// (also $KEYHELPER_CONFIG).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// keyhelper's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a credential's secret on stdout (usable as Claude Code's apiKeyHelper).
+    Get(get::GetArgs),
+    /// List the providers and what each may do.
+    Providers,
+}
+
+/// Everything a command needs to start: directories, providers, configuration.
+pub struct Environment {
+    /// keyhelper's directories.
+    pub dirs: Dirs,
+    /// Known providers.
+    pub catalog: ProviderCatalog,
+}
+
+impl Environment {
+    fn new(config_override: Option<PathBuf>) -> Result<Self, Failure> {
+        Ok(Self { dirs: Dirs::locate(config_override)?, catalog: ProviderCatalog::bundled() })
+    }
+
+    /// Reads and checks the config file.
+    pub fn config(&self) -> Result<Config, Failure> {
+        Config::load(&self.dirs.config_file, &self.catalog)
+    }
+}
+
+/// Runs keyhelper with the process's arguments; returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    crate::logging::init(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("keyhelper: error: {failure}");
+            ExitCode::from(failure.class.code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let env = Environment::new(cli.config)?;
+    match cli.command {
+        Command::Get(args) => get::run(&env, &args),
+        Command::Providers => providers::run(&env),
+    }
+}
+
+/// `--help` and `--version` print normally; a usage error becomes one line.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(ExitClass::Usage.code())
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let failure = Failure::new(ExitClass::Usage, message).hint("see `keyhelper --help`");
+    eprintln!("keyhelper: error: {failure}");
+    ExitCode::from(ExitClass::Usage.code())
+}

@@ -1,0 +1,294 @@
+//! The user's configuration file, `config.toml`:
+//!
+//! ```toml
+//! [credentials.work]
+//! provider = "azure"                  # a provider from `keyhelper providers`
+//! scope = "api://my-proxy/.default"   # that provider's options, snake_case
+//! ```
+//!
+//! The whole file is checked against the provider manifests when it is read,
+//! and every problem is reported with its line and column.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::failure::{ExitClass, Failure};
+use crate::manifest::ProviderCatalog;
+use crate::suggest::did_you_mean;
+
+/// Keys of a credential table that configure keyhelper rather than the provider.
+const RESERVED_KEYS: &[&str] = &["provider", "cache_ttl", "refresh_before", "fallback"];
+
+/// The parsed and checked configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Configured credentials by name.
+    pub credentials: BTreeMap<String, CredentialConfig>,
+}
+
+/// One `[credentials.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialConfig {
+    /// The provider's name.
+    pub provider: String,
+    /// Provider options as set in the file (defaults not filled in).
+    pub options: BTreeMap<String, String>,
+    /// How long to cache a secret whose expiry the provider does not report.
+    pub cache_ttl: Option<Duration>,
+    /// How long before expiry to renew the secret.
+    pub refresh_before: Option<Duration>,
+    /// Credentials to try, in order, when this one fails.
+    pub fallback: Vec<String>,
+}
+
+type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    credentials: BTreeMap<Spanned<String>, Spanned<RawTable>>,
+}
+
+impl Config {
+    /// Reads and checks `path`; a missing file is an empty configuration.
+    pub fn load(path: &Path, catalog: &ProviderCatalog) -> Result<Self, Failure> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self { path: path.to_path_buf(), ..Self::default() });
+            }
+            Err(e) => {
+                return Err(Failure::new(ExitClass::Config, format!("cannot read {}: {e}", path.display())));
+            }
+        };
+        Self::parse(&text, path, catalog)
+    }
+
+    /// Parses and checks the text of a config file read from `path`.
+    pub fn parse(text: &str, path: &Path, catalog: &ProviderCatalog) -> Result<Self, Failure> {
+        let at = |span: Option<Range<usize>>, message: String| {
+            let location = match span {
+                Some(span) => {
+                    let (line, column) = line_column(text, span.start);
+                    format!("{}:{line}:{column}", path.display())
+                }
+                None => path.display().to_string(),
+            };
+            Failure::new(ExitClass::Config, format!("config error at {location}: {message}"))
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let mut credentials = BTreeMap::new();
+        for (name, table) in raw.credentials {
+            let credential = parse_credential(name.get_ref(), table.get_ref(), catalog).map_err(
+                |(span, message, hint)| {
+                    let failure = at(Some(span.unwrap_or_else(|| name.span())), message);
+                    match hint {
+                        Some(hint) => failure.hint(hint),
+                        None => failure,
+                    }
+                },
+            )?;
+            credentials.insert(name.into_inner(), credential);
+        }
+        let config = Self { path: path.to_path_buf(), credentials };
+        config.check_fallbacks(catalog).map_err(|m| at(None, m))?;
+        Ok(config)
+    }
+
+    fn check_fallbacks(&self, catalog: &ProviderCatalog) -> Result<(), String> {
+        for (name, credential) in &self.credentials {
+            for next in &credential.fallback {
+                if !self.credentials.contains_key(next) && catalog.get(next).is_none() {
+                    let known = self.credentials.keys().map(String::as_str).chain(catalog.names());
+                    return Err(format!(
+                        "credential '{name}' falls back to '{next}', which is neither a credential nor a provider{}",
+                        did_you_mean(next, known)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+type FieldError = (Option<Range<usize>>, String, Option<String>);
+
+fn parse_credential(
+    name: &str,
+    table: &RawTable,
+    catalog: &ProviderCatalog,
+) -> Result<CredentialConfig, FieldError> {
+    let get = |key: &str| table.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v);
+    let provider_value = get("provider").ok_or_else(|| {
+        (
+            None,
+            format!("credential '{name}' has no `provider`"),
+            Some(format!("add `provider = \"…\"`, one of: {}", catalog.names().join(", "))),
+        )
+    })?;
+    let provider =
+        scalar(provider_value).map_err(|m| (Some(provider_value.span()), format!("`provider` {m}"), None))?;
+    let manifest = catalog.get(&provider).ok_or_else(|| {
+        (
+            Some(provider_value.span()),
+            format!(
+                "credential '{name}' uses provider '{provider}', which does not exist{}",
+                did_you_mean(&provider, catalog.names())
+            ),
+            Some("`keyhelper providers` lists the providers".to_string()),
+        )
+    })?;
+    let duration = |key: &str| -> Result<Option<Duration>, FieldError> {
+        get(key)
+            .map(|v| {
+                let text = scalar(v).map_err(|m| (Some(v.span()), format!("`{key}` {m}"), None))?;
+                crate::duration::parse(&text).map_err(|m| (Some(v.span()), format!("`{key}`: {m}"), None))
+            })
+            .transpose()
+    };
+    let fallback = match get("fallback") {
+        None => Vec::new(),
+        Some(v) => match v.get_ref() {
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    (Some(v.span()), "`fallback` must be a list of credential names".to_string(), None)
+                })?,
+            _ => {
+                return Err((
+                    Some(v.span()),
+                    "`fallback` must be a list like [\"personal\"]".to_string(),
+                    None,
+                ));
+            }
+        },
+    };
+    let mut options = BTreeMap::new();
+    for (key, value) in table.iter().filter(|(k, _)| !RESERVED_KEYS.contains(&k.get_ref().as_str())) {
+        let key_name = key.get_ref();
+        if !manifest.options.contains_key(key_name) {
+            let accepted: Vec<&str> = manifest.options.keys().map(String::as_str).collect();
+            return Err((
+                Some(key.span()),
+                format!(
+                    "credential '{name}' sets `{key_name}`, which provider '{provider}' does not take{}",
+                    did_you_mean(key_name, accepted.iter().copied())
+                ),
+                Some(format!("{provider} takes: {}", accepted.join(", "))),
+            ));
+        }
+        let text = scalar(value).map_err(|m| (Some(value.span()), format!("`{key_name}` {m}"), None))?;
+        options.insert(key_name.clone(), text);
+    }
+    if let Some((missing, _)) =
+        manifest.options.iter().find(|(k, o)| o.required && o.default.is_none() && !options.contains_key(*k))
+    {
+        return Err((
+            None,
+            format!("credential '{name}' needs `{missing}` (required by provider '{provider}')"),
+            Some(format!("add `{missing} = \"…\"`: {}", manifest.options[missing].help)),
+        ));
+    }
+    Ok(CredentialConfig {
+        provider,
+        options,
+        cache_ttl: duration("cache_ttl")?,
+        refresh_before: duration("refresh_before")?,
+        fallback,
+    })
+}
+
+/// A string, number or boolean as text.
+fn scalar(value: &Spanned<toml::Value>) -> Result<String, String> {
+    match value.get_ref() {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err("must be a string, number or boolean".to_string()),
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Failure> {
+        Config::parse(text, Path::new("config.toml"), &ProviderCatalog::bundled())
+    }
+
+    #[test]
+    fn reads_the_documented_shape() {
+        let config = parse("[credentials.work]\nprovider = \"azure\"\nscope = \"api://my-proxy/.default\"\ncache_ttl = \"10m\"\nfallback = [\"openai\"]\n").unwrap();
+        let work = &config.credentials["work"];
+        assert_eq!(work.provider, "azure");
+        assert_eq!(work.options["scope"], "api://my-proxy/.default");
+        assert_eq!(work.cache_ttl, Some(Duration::from_secs(600)));
+        assert_eq!(work.fallback, ["openai"]);
+    }
+
+    #[test]
+    fn toml_syntax_errors_have_line_and_column() {
+        let err = parse("[credentials.work]\nprovider = \"azure\nscope = 1\n").unwrap_err();
+        assert_eq!(err.class, ExitClass::Config);
+        assert!(err.message.starts_with("config error at config.toml:2:"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_options_point_at_the_key_and_suggest() {
+        let err = parse("[credentials.work]\nprovider = \"azure\"\nscoep = \"x\"\n").unwrap_err();
+        assert!(err.message.contains("config.toml:3:1"), "{}", err.message);
+        assert!(err.message.contains("did you mean `scope`?"), "{}", err.message);
+        assert_eq!(err.hint.as_deref(), Some("azure takes: resource, scope, subscription, tenant"));
+    }
+
+    #[test]
+    fn unknown_provider_suggests() {
+        let err = parse("[credentials.k]\nprovider = \"opnai\"\n").unwrap_err();
+        assert!(err.message.contains("did you mean `openai`?"), "{}", err.message);
+        assert!(err.message.contains("config.toml:2:12"), "{}", err.message);
+    }
+
+    #[test]
+    fn required_options_and_bad_values_are_reported() {
+        let err = parse("[credentials.vault]\nprovider = \"1password\"\n").unwrap_err();
+        assert!(err.message.contains("needs `reference`"), "{}", err.message);
+        let err = parse("[credentials.w]\nprovider = \"azure\"\ncache_ttl = \"soon\"\n").unwrap_err();
+        assert!(
+            err.message.contains("config.toml:3:13") && err.message.contains("not a duration"),
+            "{}",
+            err.message
+        );
+        let err = parse("[credentials.w]\nprovider = \"azure\"\nfallback = [\"nope\"]\n").unwrap_err();
+        assert!(err.message.contains("falls back to 'nope'"), "{}", err.message);
+        let err = parse("[credential.w]\nprovider = \"azure\"\n").unwrap_err();
+        assert!(err.message.contains("credential"), "{}", err.message);
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let config =
+            Config::load(Path::new("/nonexistent/keyhelper/config.toml"), &ProviderCatalog::bundled())
+                .unwrap();
+        assert!(config.credentials.is_empty());
+    }
+}

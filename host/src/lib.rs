@@ -1,0 +1,25 @@
+//! keyhelper: one credential helper for AI coding tools and API clients.
+//!
+//! Data flows one way: the CLI ([`cli`]) resolves a name against the
+//! configuration ([`config`], [`resolve`]), fetches the credential through its
+//! provider's sandboxed plugin ([`fetcher`], [`runtime`]), and prints it in the
+//! consumer's format ([`output`]). Long-lived secrets live in [`store`].
+
+pub mod bundled;
+pub mod cli;
+pub mod config;
+pub mod credential;
+pub mod duration;
+pub mod failure;
+pub mod fetcher;
+pub mod interaction;
+pub mod logging;
+pub mod manifest;
+pub mod output;
+pub mod paths;
+pub mod private_fs;
+pub mod resolve;
+pub mod runtime;
+pub mod sealed;
+pub mod store;
+pub mod suggest;

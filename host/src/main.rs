@@ -1,0 +1,5 @@
+//! The `keyhelper` binary.
+
+fn main() -> std::process::ExitCode {
+    keyhelper::cli::main()
+}

@@ -1,0 +1,40 @@
+//! Where keyhelper keeps things, following the XDG base directories on Linux
+//! (through `directories`): config in `$XDG_CONFIG_HOME/keyhelper`, secrets in
+//! `$XDG_DATA_HOME/keyhelper`, caches in `$XDG_CACHE_HOME/keyhelper`.
+
+use std::path::PathBuf;
+
+use crate::failure::{ExitClass, Failure};
+
+/// keyhelper's directories and config file.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// The config file (`--config`, `$KEYHELPER_CONFIG`, or `<config dir>/config.toml`).
+    pub config_file: PathBuf,
+    /// Long-lived data: the encrypted secret store, installed plugins.
+    pub data_dir: PathBuf,
+    /// Disposable data: compiled plugins, the credential cache.
+    pub cache_dir: PathBuf,
+}
+
+impl Dirs {
+    /// The directories for this user; `config_file` overrides the config path.
+    pub fn locate(config_file: Option<PathBuf>) -> Result<Self, Failure> {
+        let project = directories::ProjectDirs::from("", "", "keyhelper").ok_or_else(|| {
+            Failure::new(ExitClass::Config, "cannot find your home directory").hint("set HOME")
+        })?;
+        let config_file = config_file
+            .or_else(|| std::env::var_os("KEYHELPER_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| project.config_dir().join("config.toml"));
+        Ok(Self {
+            config_file,
+            data_dir: project.data_dir().to_path_buf(),
+            cache_dir: project.cache_dir().to_path_buf(),
+        })
+    }
+
+    /// Where compiled plugin artifacts are kept.
+    pub fn artifact_dir(&self) -> PathBuf {
+        self.cache_dir.join("plugins")
+    }
+}

@@ -1,0 +1,118 @@
+//! Turns the name given to `keyhelper get` into a provider and its full set of
+//! options: a configured credential, or a provider name meaning that provider
+//! with its defaults.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::failure::{ExitClass, Failure};
+use crate::manifest::{ProviderCatalog, ProviderManifest};
+use crate::suggest::did_you_mean;
+
+/// A credential ready to be fetched.
+#[derive(Debug, Clone)]
+pub struct ResolvedCredential<'a> {
+    /// The name asked for.
+    pub name: String,
+    /// Its provider.
+    pub manifest: &'a ProviderManifest,
+    /// Options with defaults filled in.
+    pub options: BTreeMap<String, String>,
+    /// How long to keep a secret without a reported expiry.
+    pub cache_ttl: Option<Duration>,
+    /// How long before expiry to renew.
+    pub refresh_before: Option<Duration>,
+    /// Credentials to try next when this one fails.
+    pub fallback: Vec<String>,
+}
+
+/// Resolves `name` against the configuration, then the provider catalog.
+pub fn resolve<'a>(
+    name: &str,
+    config: &Config,
+    catalog: &'a ProviderCatalog,
+) -> Result<ResolvedCredential<'a>, Failure> {
+    if let Some(credential) = config.credentials.get(name) {
+        let manifest = catalog.get(&credential.provider).expect("config checks provider names");
+        return Ok(ResolvedCredential {
+            name: name.to_string(),
+            manifest,
+            options: manifest.options_with_defaults(&credential.options),
+            cache_ttl: credential.cache_ttl.or(manifest.cache.default_ttl),
+            refresh_before: credential.refresh_before,
+            fallback: credential.fallback.clone(),
+        });
+    }
+    if let Some(manifest) = catalog.get(name) {
+        if let Some((option, spec)) = manifest.options.iter().find(|(_, o)| o.required && o.default.is_none())
+        {
+            return Err(Failure::new(
+                ExitClass::Config,
+                format!("provider '{name}' needs the `{option}` option, so it cannot be used by name alone"),
+            )
+            .hint(format!(
+                "add to {}: [credentials.{name}] provider = \"{name}\" and {option} = \"…\" ({})",
+                config.path.display(),
+                spec.help
+            )));
+        }
+        return Ok(ResolvedCredential {
+            name: name.to_string(),
+            manifest,
+            options: manifest.options_with_defaults(&BTreeMap::new()),
+            cache_ttl: manifest.cache.default_ttl,
+            refresh_before: None,
+            fallback: Vec::new(),
+        });
+    }
+    let known = config.credentials.keys().map(String::as_str).chain(catalog.names());
+    Err(Failure::new(
+        ExitClass::NotFound,
+        format!("no credential or provider is called '{name}'{}", did_you_mean(name, known)),
+    )
+    .hint(format!("`keyhelper list` shows your credentials; add one to {}", config.path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, Path::new("config.toml"), &ProviderCatalog::bundled()).unwrap()
+    }
+
+    #[test]
+    fn configured_credentials_win_over_provider_names() {
+        let catalog = ProviderCatalog::bundled();
+        let cfg = config("[credentials.openai]\nprovider = \"openai\"\nconnection = \"team\"\n");
+        let resolved = resolve("openai", &cfg, &catalog).unwrap();
+        assert_eq!(resolved.options["connection"], "team");
+    }
+
+    #[test]
+    fn a_provider_name_means_its_defaults() {
+        let catalog = ProviderCatalog::bundled();
+        let resolved = resolve("openai", &Config::default(), &catalog).unwrap();
+        assert_eq!(resolved.options["connection"], "default");
+        assert_eq!(resolved.cache_ttl, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn providers_with_required_options_need_a_credential() {
+        let catalog = ProviderCatalog::bundled();
+        let err = resolve("1password", &Config::default(), &catalog).unwrap_err();
+        assert_eq!(err.class, ExitClass::Config);
+        assert!(err.message.contains("`reference`"));
+    }
+
+    #[test]
+    fn unknown_names_suggest_the_nearest() {
+        let catalog = ProviderCatalog::bundled();
+        let cfg = config("[credentials.work-azure]\nprovider = \"azure\"\n");
+        let err = resolve("work-azur", &cfg, &catalog).unwrap_err();
+        assert_eq!(err.class, ExitClass::NotFound);
+        assert!(err.message.contains("did you mean `work-azure`?"), "{}", err.message);
+    }
+}

@@ -1,0 +1,14 @@
+//! Host-side bindings for every released version of the plugin contract.
+//!
+//! Each version of `wit/` gets its own module, generated from its frozen
+//! directory, so a plugin built against an old contract keeps loading after a
+//! new one is added.
+
+/// Bindings for `keyhelper:provider@0.1.0` (`wit/since_v0.1.0`).
+pub mod v0_1_0 {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit/since_v0.1.0",
+        world: "plugin",
+    });
+}

@@ -1,0 +1,283 @@
+//! What a plugin may do: the capabilities its manifest declares, intersected
+//! with what the user granted. Every host call is checked here and nowhere else.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A set of capabilities, as declared in a provider manifest or as granted by
+/// the user (bundled providers come granted exactly what they declare).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Programs the plugin may run, each with its argument pattern.
+    #[serde(default)]
+    pub exec: Vec<ExecCapability>,
+    /// Environment variables the plugin may read; they are also the only ones
+    /// (besides `PATH` and `HOME`) its programs inherit or may be given.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// URL patterns the plugin may request. `*` matches any run of characters
+    /// after the host; `{option}` is replaced by the credential's option value.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Whether the plugin may read secrets stored for its own provider.
+    #[serde(default)]
+    pub stored_secrets: bool,
+}
+
+/// One program a plugin may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCapability {
+    /// The program's bare name, looked up on `PATH`.
+    pub command: String,
+    /// Argument pattern: a literal matches itself, `*` any one argument, and a
+    /// final `**` any remaining arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl Capabilities {
+    /// The capabilities present in both `self` (declared) and `granted`.
+    pub fn intersect(&self, granted: &Capabilities) -> Capabilities {
+        Capabilities {
+            exec: self.exec.iter().filter(|e| granted.exec.contains(e)).cloned().collect(),
+            env: self.env.iter().filter(|e| granted.env.contains(e)).cloned().collect(),
+            http: self.http.iter().filter(|h| granted.http.contains(h)).cloned().collect(),
+            stored_secrets: self.stored_secrets && granted.stored_secrets,
+        }
+    }
+
+    /// Whether nothing at all is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.exec.is_empty() && self.env.is_empty() && self.http.is_empty() && !self.stored_secrets
+    }
+
+    /// Human-readable lines, one per capability, for `providers` and `plugin inspect`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .exec
+            .iter()
+            .map(|e| {
+                format!(
+                    "run `{}`",
+                    std::iter::once(e.command.as_str())
+                        .chain(e.args.iter().map(String::as_str))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            })
+            .collect();
+        lines.extend(self.env.iter().map(|name| format!("read env {name}")));
+        lines.extend(self.http.iter().map(|url| format!("request {url}")));
+        if self.stored_secrets {
+            lines.push("read its own stored secrets".to_string());
+        }
+        lines
+    }
+}
+
+/// The effective capabilities of one plugin call, with option placeholders in
+/// URL patterns already filled in.
+#[derive(Debug, Clone)]
+pub struct CapabilityGrant {
+    allowed: Capabilities,
+}
+
+impl CapabilityGrant {
+    /// The grant for a call: `declared ∩ granted`, with `{option}` placeholders
+    /// in URL patterns replaced by the credential's `options`.
+    pub fn new(declared: &Capabilities, granted: &Capabilities, options: &BTreeMap<String, String>) -> Self {
+        let mut allowed = declared.intersect(granted);
+        allowed.http =
+            allowed.http.iter().filter_map(|pattern| fill_placeholders(pattern, options)).collect();
+        Self { allowed }
+    }
+
+    /// Whether `program args…` may run.
+    pub fn check_exec(&self, program: &str, args: &[String]) -> Result<(), String> {
+        let rules: Vec<_> = self.allowed.exec.iter().filter(|e| e.command == program).collect();
+        if rules.is_empty() {
+            return Err(format!("running `{program}` is not a granted capability"));
+        }
+        if rules.iter().any(|rule| args_match(&rule.args, args)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "running `{program}` with arguments `{}` is not granted (allowed: {})",
+                args.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+                rules
+                    .iter()
+                    .map(|r| format!("`{} {}`", r.command, r.args.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+
+    /// Whether the environment variable `name` may be read or passed to a program.
+    pub fn check_env(&self, name: &str) -> Result<(), String> {
+        if self.allowed.env.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(format!("reading environment variable {name} is not a granted capability"))
+        }
+    }
+
+    /// Names of the environment variables programs may inherit.
+    pub fn env_names(&self) -> &[String] {
+        &self.allowed.env
+    }
+
+    /// Whether a request to `url` may be sent.
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        let denied = || Err(format!("requesting {url} is not a granted capability"));
+        let Some((scheme, rest)) = url.split_once("://") else { return denied() };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        // Userinfo and backslashes are how URL parsers are fooled into another host.
+        if !matches!(scheme, "http" | "https") || authority.contains('@') || url.contains('\\') {
+            return denied();
+        }
+        if self.allowed.http.iter().any(|pattern| url_matches(pattern, url)) { Ok(()) } else { denied() }
+    }
+
+    /// Whether the plugin may read its provider's stored secrets.
+    pub fn check_stored_secrets(&self) -> Result<(), String> {
+        if self.allowed.stored_secrets {
+            Ok(())
+        } else {
+            Err("reading stored secrets is not a granted capability".to_string())
+        }
+    }
+}
+
+fn args_match(pattern: &[String], args: &[String]) -> bool {
+    match pattern.split_first() {
+        None => args.is_empty(),
+        Some((first, _)) if first == "**" => true,
+        Some((first, rest)) => match args.split_first() {
+            Some((arg, args_rest)) => (first == "*" || first == arg) && args_match(rest, args_rest),
+            None => false,
+        },
+    }
+}
+
+/// Replaces `{name}` with the option's value (without a trailing `/`). A pattern
+/// naming an option the credential does not set allows nothing.
+fn fill_placeholders(pattern: &str, options: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        let end = start + rest[start..].find('}')?;
+        out.push_str(&rest[..start]);
+        out.push_str(options.get(&rest[start + 1..end])?.trim_end_matches('/'));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Glob match where `*` matches any run of characters, but the scheme and host
+/// part of the pattern (everything before its first `*`) must match literally
+/// and end at a path boundary.
+fn url_matches(pattern: &str, url: &str) -> bool {
+    let literal_prefix = pattern.split('*').next().unwrap_or_default();
+    let after_scheme = literal_prefix.split_once("://").map_or("", |(_, r)| r);
+    if !after_scheme.contains('/') && pattern.contains('*') {
+        // `https://host*` would also match `https://host.evil.com`.
+        return false;
+    }
+    glob(pattern.as_bytes(), url.as_bytes())
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+        Some((c, rest)) => text.split_first().is_some_and(|(t, text_rest)| t == c && glob(rest, text_rest)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            exec: vec![ExecCapability {
+                command: "az".into(),
+                args: vec!["account".into(), "get-access-token".into(), "**".into()],
+            }],
+            env: vec!["AZURE_CONFIG_DIR".into()],
+            http: vec!["{base_url}/v1/models".into(), "https://example.com/api/*".into()],
+            stored_secrets: true,
+        }
+    }
+
+    fn grant(options: &[(&str, &str)]) -> CapabilityGrant {
+        let options = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        CapabilityGrant::new(&caps(), &caps(), &options)
+    }
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn exec_needs_the_program_and_its_argument_pattern() {
+        let g = grant(&[]);
+        assert!(g.check_exec("az", &args(&["account", "get-access-token", "--scope", "x"])).is_ok());
+        assert!(g.check_exec("az", &args(&["account", "get-access-token"])).is_ok());
+        assert!(g.check_exec("az", &args(&["ad", "sp", "create"])).is_err());
+        assert!(g.check_exec("az", &args(&["account"])).is_err());
+        assert!(g.check_exec("curl", &args(&["account", "get-access-token"])).is_err());
+    }
+
+    #[test]
+    fn single_star_matches_exactly_one_argument() {
+        assert!(args_match(&args(&["read", "*"]), &args(&["read", "op://a/b/c"])));
+        assert!(!args_match(&args(&["read", "*"]), &args(&["read"])));
+        assert!(!args_match(&args(&["read", "*"]), &args(&["read", "a", "b"])));
+    }
+
+    #[test]
+    fn env_is_by_exact_name() {
+        let g = grant(&[]);
+        assert!(g.check_env("AZURE_CONFIG_DIR").is_ok());
+        assert!(g.check_env("AWS_SECRET_ACCESS_KEY").is_err());
+    }
+
+    #[test]
+    fn url_patterns_fill_options_and_keep_the_host() {
+        let g = grant(&[("base_url", "http://127.0.0.1:8080/")]);
+        assert!(g.check_url("http://127.0.0.1:8080/v1/models").is_ok());
+        assert!(g.check_url("http://127.0.0.1:8080/v1/models/x").is_err());
+        assert!(g.check_url("https://example.com/api/v1?x=1").is_ok());
+        assert!(g.check_url("https://example.com.evil.net/api/").is_err());
+        assert!(g.check_url("https://example.com@evil.net/api/x").is_err());
+        assert!(g.check_url("file:///etc/passwd").is_err());
+    }
+
+    #[test]
+    fn a_pattern_with_an_unset_option_allows_nothing() {
+        let g = grant(&[]);
+        assert!(g.check_url("/v1/models").is_err());
+    }
+
+    #[test]
+    fn a_wildcard_host_is_never_allowed() {
+        assert!(!url_matches("https://api.openai.com*", "https://api.openai.com.evil.net/"));
+    }
+
+    #[test]
+    fn intersection_drops_what_was_not_granted() {
+        let declared = caps();
+        let mut granted = caps();
+        granted.exec.clear();
+        granted.stored_secrets = false;
+        let both = declared.intersect(&granted);
+        assert!(both.exec.is_empty() && !both.stored_secrets);
+        assert_eq!(both.env, declared.env);
+    }
+}

@@ -1,0 +1,464 @@
+//! The sandboxed plugin runtime: loads provider components (verifying their
+//! hash and contract version), caches their compiled form, and calls them in a
+//! fresh, limited store with capability-checked host functions.
+//!
+//! Nothing here runs on a cache hit: the CLI creates a [`PluginRuntime`] only
+//! when it must call a plugin.
+
+pub mod artifacts;
+pub mod bindings;
+pub mod capability;
+mod host_calls;
+pub mod http;
+pub mod process;
+pub mod sandbox;
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+
+use self::artifacts::ArtifactCache;
+use self::bindings::v0_1_0;
+use self::sandbox::{CallContext, LimitExceeded, PluginState};
+use crate::credential::{
+    Credential, FailureKind, PluginInfo, PluginOption, ProviderFailure, Secret, Validation, Verdict,
+};
+
+/// The contract versions this host can run, newest last.
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
+/// The interface every plugin must export, without its version.
+const PROVIDER_EXPORT: &str = "keyhelper:provider/provider@";
+/// Largest secret a plugin may return.
+const MAX_SECRET_LEN: usize = 64 * 1024;
+/// Most metadata entries a plugin may return, and the longest key or value.
+const MAX_METADATA: (usize, usize) = (32, 1024);
+
+/// Why a plugin could not be loaded or did not complete a call.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The provider ran and reported a failure.
+    #[error("{}", .failure.message)]
+    Provider {
+        /// The provider's failure.
+        failure: ProviderFailure,
+        /// Host calls the sandbox refused during the call.
+        denials: Vec<String>,
+    },
+    /// The plugin's bytes do not have the expected sha256.
+    #[error(
+        "plugin '{plugin}' failed its integrity check (sha256 {actual}, expected {expected}); it was altered after it was built or installed"
+    )]
+    Integrity {
+        /// Plugin name.
+        plugin: String,
+        /// The pinned hash.
+        expected: String,
+        /// The hash of the bytes found.
+        actual: String,
+    },
+    /// The file is not a component of a supported contract version.
+    #[error("plugin '{plugin}' {problem}")]
+    Incompatible {
+        /// Plugin name.
+        plugin: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The plugin was stopped by the sandbox or crashed.
+    #[error("plugin '{plugin}' {problem}")]
+    Stopped {
+        /// Plugin name.
+        plugin: String,
+        /// What happened.
+        problem: String,
+    },
+}
+
+/// Where a plugin's bytes come from and the hash they must have.
+pub struct PluginSource<'a> {
+    /// Plugin name, for messages.
+    pub name: &'a str,
+    /// The component's bytes.
+    pub wasm: Cow<'a, [u8]>,
+    /// Expected sha256, lowercase hex.
+    pub sha256: &'a str,
+}
+
+/// The wasmtime engine, its linker and the compiled-artifact cache.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    artifacts: ArtifactCache,
+}
+
+impl PluginRuntime {
+    /// A runtime that keeps compiled plugins in `artifact_dir`.
+    pub fn new(artifact_dir: PathBuf) -> anyhow::Result<Self> {
+        let engine = shared_engine()?;
+        let mut linker = Linker::new(&engine);
+        // WASI with an empty context: Rust std links against it, but there are
+        // no files, sockets, variables, arguments or stdio behind it.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        v0_1_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        let artifacts = ArtifactCache::new(artifact_dir, &engine);
+        Ok(Self { engine, linker, artifacts })
+    }
+
+    /// The engine, e.g. to precompile or inspect components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Verifies, compiles (once) and links a plugin.
+    pub fn load(&self, source: &PluginSource<'_>) -> Result<LoadedPlugin, PluginError> {
+        let plugin = source.name.to_string();
+        let actual = hex::encode(Sha256::digest(&source.wasm));
+        if actual != source.sha256 {
+            return Err(PluginError::Integrity { plugin, expected: source.sha256.into(), actual });
+        }
+        let incompatible = |problem: String| PluginError::Incompatible { plugin: plugin.clone(), problem };
+        check_component_header(&source.wasm).map_err(|p| incompatible(p.into()))?;
+        let component = self
+            .artifacts
+            .load_or_compile(&self.engine, &actual, &source.wasm)
+            .map_err(|e| incompatible(format!("is not a valid component: {e}")))?;
+        let version = contract_version(&self.engine, &component).map_err(incompatible)?;
+        if !SUPPORTED_API_VERSIONS.iter().any(|v| semver_compatible(v, &version)) {
+            return Err(incompatible(format!(
+                "was built for keyhelper:provider@{version}, which this keyhelper does not support (it supports {}); upgrade keyhelper or rebuild the plugin against a supported version",
+                SUPPORTED_API_VERSIONS.join(", ")
+            )));
+        }
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            incompatible(format!(
+                "imports something this keyhelper does not provide ({}); rebuild it against keyhelper:provider@{}",
+                root_message(&e),
+                SUPPORTED_API_VERSIONS.last().expect("at least one version")
+            ))
+        })?;
+        let pre = v0_1_0::PluginPre::new(pre)
+            .map_err(|e| incompatible(format!("does not match the plugin world: {}", root_message(&e))))?;
+        Ok(LoadedPlugin { name: plugin, engine: self.engine.clone(), pre, api_version: version })
+    }
+}
+
+/// One engine per process, with its epoch ticker thread.
+fn shared_engine() -> anyhow::Result<Engine> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    if let Some(engine) = ENGINE.get() {
+        return Ok(engine.clone());
+    }
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config)?;
+    let engine = ENGINE.get_or_init(|| engine).clone();
+    let weak = engine.weak();
+    std::thread::spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(sandbox::EPOCH_TICK);
+        }
+    });
+    Ok(engine)
+}
+
+/// Tells a component from a core module or a non-wasm file, before compiling.
+fn check_component_header(bytes: &[u8]) -> Result<(), &'static str> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(
+            "is a core WebAssembly module, not a component; build it for wasm32-wasip2 (`cargo xtask build-plugins --path <crate>`)",
+        ),
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
+        _ => Err("is not a WebAssembly component (bad header)"),
+    }
+}
+
+/// The version of `keyhelper:provider/provider` the component exports.
+fn contract_version(engine: &Engine, component: &Component) -> Result<String, String> {
+    let exports: Vec<String> =
+        component.component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
+    exports
+        .iter()
+        .find_map(|name| name.strip_prefix(PROVIDER_EXPORT).map(str::to_string))
+        .ok_or_else(|| {
+            format!(
+                "is not a keyhelper provider plugin: it does not export keyhelper:provider/provider (it exports: {})",
+                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            )
+        })
+}
+
+/// Component-model semver: same major, and for 0.x the same minor.
+fn semver_compatible(supported: &str, found: &str) -> bool {
+    let parts = |v: &str| v.split('.').take(2).map(str::to_string).collect::<Vec<_>>();
+    let (s, f) = (parts(supported), parts(found));
+    if s.first().map(String::as_str) == Some("0") { s == f } else { s.first() == f.first() }
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    e.chain().last().map(ToString::to_string).unwrap_or_default()
+}
+
+/// A verified, compiled and linked plugin. Each call gets a fresh instance.
+pub struct LoadedPlugin {
+    name: String,
+    engine: Engine,
+    pre: v0_1_0::PluginPre<PluginState>,
+    api_version: String,
+}
+
+impl LoadedPlugin {
+    /// The contract version the plugin was built against.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// Asks the plugin to describe itself.
+    pub fn describe(&self, ctx: CallContext) -> Result<PluginInfo, PluginError> {
+        let (info, _) = self.call(
+            ctx,
+            |store, plugin| plugin.keyhelper_provider_provider().call_describe(store),
+            |_| None,
+        )?;
+        Ok(PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            options: info
+                .options
+                .into_iter()
+                .map(|o| PluginOption {
+                    name: o.name,
+                    help: o.help,
+                    default: o.default,
+                    required: o.required,
+                })
+                .collect(),
+            supports_refresh: info.supports_refresh,
+        })
+    }
+
+    /// Gets a credential.
+    pub fn fetch(&self, ctx: CallContext, request: &CallRequest) -> Result<Credential, PluginError> {
+        let request = request.to_wit();
+        let result = self.call(
+            ctx,
+            |store, plugin| plugin.keyhelper_provider_provider().call_fetch(store, &request),
+            returned_secret,
+        )?;
+        self.credential_result(result)
+    }
+
+    /// Renews a credential this plugin returned earlier.
+    pub fn refresh(
+        &self,
+        ctx: CallContext,
+        request: &CallRequest,
+        previous: &Credential,
+    ) -> Result<Credential, PluginError> {
+        let request = request.to_wit();
+        let previous_wit = v0_1_0::keyhelper::provider::types::Credential {
+            secret: previous.secret.expose().to_string(),
+            expires_at: previous.expires_at,
+            metadata: previous.metadata.clone(),
+        };
+        let mut ctx = ctx;
+        ctx.known_secrets.push(previous.secret.expose().to_string());
+        let result = self.call(
+            ctx,
+            |store, plugin| plugin.keyhelper_provider_provider().call_refresh(store, &request, &previous_wit),
+            returned_secret,
+        )?;
+        self.credential_result(result)
+    }
+
+    /// Checks a secret's format, and with `live`, with the service.
+    pub fn validate(
+        &self,
+        ctx: CallContext,
+        request: &CallRequest,
+        secret: &Secret,
+        live: bool,
+    ) -> Result<Validation, PluginError> {
+        let request = request.to_wit();
+        let mut ctx = ctx;
+        ctx.known_secrets.push(secret.expose().to_string());
+        let (result, denials) = self.call(
+            ctx,
+            |store, plugin| {
+                plugin.keyhelper_provider_provider().call_validate(store, &request, secret.expose(), live)
+            },
+            |_| None,
+        )?;
+        let validation = result.map_err(|e| provider_error(e, denials))?;
+        Ok(Validation {
+            verdict: match validation.verdict {
+                v0_1_0::keyhelper::provider::types::Verdict::Valid => Verdict::Valid,
+                v0_1_0::keyhelper::provider::types::Verdict::Restricted => Verdict::Restricted,
+                v0_1_0::keyhelper::provider::types::Verdict::Rejected => Verdict::Rejected,
+            },
+            message: validation.message,
+        })
+    }
+
+    fn credential_result(
+        &self,
+        (result, denials): (WitCredentialResult, Vec<String>),
+    ) -> Result<Credential, PluginError> {
+        let credential = result.map_err(|e| provider_error(e, denials))?;
+        let oversized = |what: &str| PluginError::Stopped {
+            plugin: self.name.clone(),
+            problem: format!("returned {what}; nothing was used"),
+        };
+        if credential.secret.is_empty() {
+            return Err(oversized("an empty secret"));
+        }
+        if credential.secret.len() > MAX_SECRET_LEN {
+            return Err(oversized(&format!(
+                "a secret of {} bytes (the limit is {MAX_SECRET_LEN})",
+                credential.secret.len()
+            )));
+        }
+        let (max_entries, max_len) = MAX_METADATA;
+        if credential.metadata.len() > max_entries
+            || credential.metadata.iter().any(|(k, v)| k.len() > max_len || v.len() > max_len)
+        {
+            return Err(oversized("oversized metadata"));
+        }
+        Ok(Credential {
+            secret: Secret::new(credential.secret),
+            expires_at: credential.expires_at,
+            metadata: credential.metadata,
+        })
+    }
+
+    /// Instantiates the plugin in a fresh store, runs `f`, reports what the
+    /// sandbox saw (log lines redacted of every secret the call touched,
+    /// including `returned_secret` of the result), and turns traps into readable
+    /// errors. Returns the result with the host calls the sandbox refused.
+    fn call<R>(
+        &self,
+        ctx: CallContext,
+        f: impl FnOnce(&mut Store<PluginState>, &v0_1_0::Plugin) -> wasmtime::Result<R>,
+        returned_secret: impl Fn(&R) -> Option<String>,
+    ) -> Result<(R, Vec<String>), PluginError> {
+        let limits = ctx.limits;
+        let mut store = sandbox::new_store(&self.engine, ctx);
+        let outcome = self.pre.instantiate(&mut store).and_then(|plugin| f(&mut store, &plugin));
+        let mut state = store.into_data();
+        if let Some(secret) = outcome.as_ref().ok().and_then(&returned_secret) {
+            state.known_secrets.push(secret);
+        }
+        state.report();
+        match outcome {
+            Ok(value) => Ok((value, state.denials)),
+            Err(e) => Err(self.stopped(&e, &state, limits)),
+        }
+    }
+
+    fn stopped(&self, error: &wasmtime::Error, state: &PluginState, limits: sandbox::Limits) -> PluginError {
+        let problem = match error.downcast_ref::<LimitExceeded>() {
+            Some(LimitExceeded::Cpu) => {
+                format!("was stopped: it used more than {}s of CPU time", limits.cpu.as_secs_f32())
+            }
+            Some(LimitExceeded::Memory) => {
+                format!("was stopped: it tried to use more than {} MiB of memory", limits.memory >> 20)
+            }
+            None => {
+                let stderr = state.redact(&state.stderr_text());
+                match stderr.lines().find(|l| l.contains("panicked at")) {
+                    Some(_) => format!("panicked: {}", panic_summary(&stderr)),
+                    None => format!("crashed: {}", root_message(error)),
+                }
+            }
+        };
+        PluginError::Stopped { plugin: self.name.clone(), problem }
+    }
+}
+
+type WitCredentialResult =
+    Result<v0_1_0::keyhelper::provider::types::Credential, v0_1_0::keyhelper::provider::types::ProviderError>;
+
+fn returned_secret(result: &WitCredentialResult) -> Option<String> {
+    result.as_ref().ok().map(|c| c.secret.clone())
+}
+
+/// The text of a Rust panic message, on one line.
+fn panic_summary(stderr: &str) -> String {
+    let mut lines = stderr.lines().skip_while(|l| !l.contains("panicked at"));
+    let location = lines.next().unwrap_or_default().trim();
+    let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note:")).map(str::trim).collect();
+    format!("{} ({})", message.join(" "), location.trim_end_matches(':'))
+}
+
+fn provider_error(e: v0_1_0::keyhelper::provider::types::ProviderError, denials: Vec<String>) -> PluginError {
+    use v0_1_0::keyhelper::provider::types::ProviderError as E;
+    let (kind, failure) = match e {
+        E::NeedsLogin(f) => (FailureKind::NeedsLogin, f),
+        E::NotFound(f) => (FailureKind::NotFound, f),
+        E::InvalidConfig(f) => (FailureKind::InvalidConfig, f),
+        E::Denied(f) => (FailureKind::Denied, f),
+        E::Unavailable(f) => (FailureKind::Unavailable, f),
+        E::RateLimited(f) => (FailureKind::RateLimited, f),
+    };
+    PluginError::Provider {
+        failure: ProviderFailure { kind, message: failure.message, hint: failure.hint },
+        denials,
+    }
+}
+
+/// The arguments of a call: which credential, its options, and whether a person
+/// can answer prompts.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// The credential's name.
+    pub credential: String,
+    /// Its options, defaults filled in.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Whether the caller is interactive.
+    pub interactive: bool,
+}
+
+impl CallRequest {
+    fn to_wit(&self) -> v0_1_0::keyhelper::provider::types::Request {
+        v0_1_0::keyhelper::provider::types::Request {
+            credential: self.credential.clone(),
+            options: self.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            interactive: self.interactive,
+        }
+    }
+}
+
+impl PluginState {
+    /// Replaces every secret this call has seen with `[redacted]`.
+    fn redact(&self, text: &str) -> String {
+        self.known_secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "[redacted]"))
+    }
+
+    /// Emits the plugin's log lines (redacted) and the refused host calls.
+    fn report(&self) {
+        for (level, line) in &self.logs {
+            let line = self.redact(line);
+            let provider = &self.call.provider;
+            match *level {
+                tracing::Level::ERROR => tracing::error!(target: "plugin", "{provider}: {line}"),
+                tracing::Level::WARN => tracing::warn!(target: "plugin", "{provider}: {line}"),
+                tracing::Level::INFO => tracing::info!(target: "plugin", "{provider}: {line}"),
+                tracing::Level::DEBUG => tracing::debug!(target: "plugin", "{provider}: {line}"),
+                _ => tracing::trace!(target: "plugin", "{provider}: {line}"),
+            }
+        }
+        for denial in &self.denials {
+            tracing::warn!("the sandbox refused a request from plugin '{}': {denial}", self.call.provider);
+        }
+    }
+}

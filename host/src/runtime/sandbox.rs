@@ -1,0 +1,187 @@
+//! The per-call state of a plugin instance and the limits that fence it in:
+//! an empty WASI context (no files, no sockets, no env, no args, no stdio), a
+//! memory cap, and a guest CPU budget enforced with epoch interruption.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use super::capability::CapabilityGrant;
+use super::process::ProcessLimits;
+use crate::credential::Secret;
+
+/// How often the engine's epoch advances; the granularity of the CPU limit.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bytes of a plugin's own stderr (e.g. a panic message) kept for diagnostics.
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// Resource limits of one plugin call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Guest CPU time, not counting time spent in host calls.
+    pub cpu: Duration,
+    /// Linear memory, in bytes.
+    pub memory: usize,
+    /// Limits on programs the plugin runs.
+    pub process: ProcessLimits,
+    /// Longest HTTP request, headers to body.
+    pub http_timeout: Duration,
+    /// Largest HTTP response body.
+    pub http_max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            cpu: Duration::from_secs(5),
+            memory: 64 << 20,
+            process: ProcessLimits { timeout: Duration::from_secs(60), max_output: 1 << 20 },
+            http_timeout: Duration::from_secs(30),
+            http_max_body: 4 << 20,
+        }
+    }
+}
+
+/// Reads secrets stored with `keyhelper login`, on behalf of a plugin.
+pub trait StoredSecrets: Send + Sync {
+    /// The secret stored for `provider` under `connection`, if any.
+    fn read(&self, provider: &str, connection: &str) -> anyhow::Result<Option<Secret>>;
+}
+
+/// Everything a call needs beyond the plugin itself.
+#[derive(Clone)]
+pub struct CallContext {
+    /// The provider name, which scopes stored-secret access.
+    pub provider: String,
+    /// What the plugin may do in this call.
+    pub grant: CapabilityGrant,
+    /// Where stored secrets come from.
+    pub secrets: Arc<dyn StoredSecrets>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Secrets the host handed the plugin for this call (e.g. the credential to
+    /// refresh): refused in argv and redacted from logs.
+    pub known_secrets: Vec<String>,
+}
+
+/// Why the host stopped a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitExceeded {
+    /// The guest ran longer than its CPU budget.
+    #[error("CPU limit")]
+    Cpu,
+    /// The guest tried to grow its memory past the cap.
+    #[error("memory limit")]
+    Memory,
+}
+
+/// The data of a plugin's store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    memory_limit: usize,
+    pub(super) call: CallContext,
+    started: Instant,
+    /// Time spent in host calls, which does not count against the CPU budget.
+    pub(super) host_time: Duration,
+    /// Capability checks that failed, reported to the user after the call.
+    pub(super) denials: Vec<String>,
+    /// Log lines from the plugin, redacted and emitted after the call.
+    pub(super) logs: Vec<(tracing::Level, String)>,
+    /// Secrets the plugin has seen in this call: never allowed in argv, always
+    /// redacted from its logs.
+    pub(super) known_secrets: Vec<String>,
+}
+
+impl PluginState {
+    /// Fresh state for one call.
+    pub fn new(call: CallContext) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let known_secrets = call.known_secrets.clone();
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            memory_limit: call.limits.memory,
+            call,
+            started: Instant::now(),
+            host_time: Duration::ZERO,
+            denials: Vec::new(),
+            logs: Vec::new(),
+            known_secrets,
+        }
+    }
+
+    /// What the plugin wrote to its stderr (a Rust panic message lands here).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    /// Runs `f` as a host call: its duration is not charged to the guest.
+    pub(super) fn host_call<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let start = Instant::now();
+        let result = f(self);
+        self.host_time += start.elapsed();
+        result
+    }
+
+    fn guest_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.host_time)
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for PluginState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Err(LimitExceeded::Memory.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A store for one call, with the memory limiter and CPU budget installed.
+pub fn new_store(engine: &wasmtime::Engine, call: CallContext) -> Store<PluginState> {
+    let mut store = Store::new(engine, PluginState::new(call));
+    store.limiter(|state| state);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        let state = ctx.data();
+        if state.guest_time() > state.call.limits.cpu {
+            Err(LimitExceeded::Cpu.into())
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    store
+}

@@ -1,0 +1,157 @@
+//! The encrypted file store: one sealed file holding every secret, its key in
+//! a separate 0600 file, both in a 0700 directory. Writers take a lock so two
+//! concurrent `login`s cannot lose each other's secret.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use super::{SecretBackend, SecretId, StoreError};
+use crate::credential::Secret;
+use crate::private_fs;
+use crate::sealed::SealingKey;
+
+const PURPOSE: &str = "keyhelper secret store v1";
+
+/// Secrets in `<dir>/secrets.sealed`, keyed by `<dir>/secrets.key`.
+pub struct FileBackend {
+    dir: PathBuf,
+}
+
+impl FileBackend {
+    /// A file store in `dir` (created on first write).
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    fn data_path(&self) -> PathBuf {
+        self.dir.join("secrets.sealed")
+    }
+
+    fn key(&self) -> Result<SealingKey, StoreError> {
+        Ok(SealingKey::load_or_create(&self.dir.join("secrets.key"))?)
+    }
+
+    fn read_all(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let path = self.data_path();
+        let sealed = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let corrupt = |problem: String| StoreError::Corrupt { path: path.display().to_string(), problem };
+        let plain = self.key()?.open(PURPOSE, &sealed).map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|_| corrupt("holds data keyhelper cannot read".into()))
+    }
+
+    fn write_all(&self, secrets: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let plain = serde_json::to_vec(secrets).expect("a map of strings serializes");
+        private_fs::write_atomic(&self.data_path(), &self.key()?.seal(PURPOSE, &plain))?;
+        Ok(())
+    }
+
+    /// Runs a read-modify-write under an exclusive lock on `<dir>/secrets.lock`.
+    fn modify<R>(&self, f: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> Result<R, StoreError> {
+        private_fs::ensure_dir(&self.dir)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.dir.join("secrets.lock"))?;
+        lock.lock()?;
+        let mut secrets = self.read_all()?;
+        let result = f(&mut secrets);
+        self.write_all(&secrets)?;
+        Ok(result)
+    }
+}
+
+impl SecretBackend for FileBackend {
+    fn describe(&self) -> String {
+        format!("encrypted file ({})", self.data_path().display())
+    }
+
+    fn get(&self, id: &SecretId) -> Result<Option<Secret>, StoreError> {
+        Ok(self.read_all()?.remove(&id.to_string()).map(Secret::new))
+    }
+
+    fn set(&self, id: &SecretId, secret: &Secret) -> Result<(), StoreError> {
+        self.modify(|secrets| {
+            secrets.insert(id.to_string(), secret.expose().to_string());
+        })
+    }
+
+    fn delete(&self, id: &SecretId) -> Result<bool, StoreError> {
+        self.modify(|secrets| secrets.remove(&id.to_string()).is_some())
+    }
+
+    fn list(&self) -> Result<Vec<SecretId>, StoreError> {
+        Ok(self
+            .read_all()?
+            .keys()
+            .filter_map(|key| key.split_once('/'))
+            .map(|(provider, connection)| SecretId::new(provider, connection))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("keyhelper-file-store-{tag}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn round_trip_rotate_delete_and_list() {
+        let dir = temp_dir("round-trip");
+        let store = FileBackend::new(dir.clone());
+        let id = SecretId::new("openai", "default");
+        assert_eq!(store.get(&id).unwrap(), None);
+        store.set(&id, &Secret::new("sk-first")).unwrap();
+        store.set(&SecretId::new("openai", "team"), &Secret::new("sk-team")).unwrap();
+        store.set(&id, &Secret::new("sk-second")).unwrap();
+        assert_eq!(store.get(&id).unwrap(), Some(Secret::new("sk-second")));
+        assert_eq!(store.list().unwrap(), vec![id.clone(), SecretId::new("openai", "team")]);
+        assert!(store.delete(&id).unwrap());
+        assert!(!store.delete(&id).unwrap());
+        assert_eq!(store.get(&id).unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn files_are_private_and_never_plaintext() {
+        let dir = temp_dir("private");
+        let store = FileBackend::new(dir.clone());
+        store.set(&SecretId::new("openai", "default"), &Secret::new("sk-plaintext-check-value")).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600, "{}", path.display());
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(10).any(|w| w == b"plaintext-"),
+                "{} holds the secret in plaintext",
+                path.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_store_is_an_error_not_a_panic_and_is_left_alone() {
+        let dir = temp_dir("corrupt");
+        let store = FileBackend::new(dir.clone());
+        store.set(&SecretId::new("openai", "default"), &Secret::new("sk-x")).unwrap();
+        std::fs::write(dir.join("secrets.sealed"), b"garbage").unwrap();
+        let err = store.get(&SecretId::new("openai", "default")).unwrap_err();
+        assert!(err.to_string().contains("secrets.sealed"), "{err}");
+        assert!(store.set(&SecretId::new("openai", "x"), &Secret::new("sk-y")).is_err());
+        assert_eq!(std::fs::read(dir.join("secrets.sealed")).unwrap(), b"garbage", "no data is overwritten");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

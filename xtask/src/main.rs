@@ -1,0 +1,68 @@
+//! Build automation for keyhelper, run as `cargo xtask <command>`.
+//!
+//! - `build-plugins [--path CRATE]… [--out DIR]`: builds provider plugins into
+//!   WebAssembly components and prints name, size and sha256.
+//! - `test`: installs what the test suite needs, then runs fmt, clippy and
+//!   every test.
+//! - `install`: installs the wasm target and the `keyhelper` binary.
+
+mod plugins;
+mod toolchain;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    let Some((command, rest)) = args.split_first() else {
+        bail!("missing command; use build-plugins, test or install");
+    };
+    match command.as_str() {
+        "build-plugins" => build_plugins(rest),
+        "test" => toolchain::test(rest),
+        "install" => toolchain::install(),
+        other => bail!("unknown command `{other}`; use build-plugins, test or install"),
+    }
+}
+
+fn build_plugins(args: &[String]) -> Result<()> {
+    let mut paths = Vec::new();
+    let mut out = workspace_root().join("target").join("plugins");
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--path" => paths.push(PathBuf::from(args.next().context("--path needs a crate directory")?)),
+            "--out" => out = PathBuf::from(args.next().context("--out needs a directory")?),
+            other => bail!("unknown argument `{other}` (build-plugins takes --path CRATE and --out DIR)"),
+        }
+    }
+    toolchain::ensure_wasm_target()?;
+    let built = if paths.is_empty() {
+        plugins::build_workspace_plugins()?
+    } else {
+        paths
+            .iter()
+            .map(|p| plugins::build_crate(p))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    plugins::publish(&built, &out)
+}
+
+/// The repository root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ is in the workspace root").to_path_buf()
+}

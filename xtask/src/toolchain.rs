@@ -1,0 +1,96 @@
+//! Installing what builds and tests need, and running the whole test suite.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::workspace_root;
+
+/// The target provider plugins are built for.
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Python tools the integration tests drive for real (pinned major versions).
+const PYTHON_TOOLS: &[&str] = &["awscli==1.*", "moto[server]==5.*", "openai==1.*"];
+
+/// Installs the wasm target with rustup unless rustc already has it.
+pub fn ensure_wasm_target() -> Result<()> {
+    if wasm_target_installed() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the {WASM_TARGET} target with rustup");
+    let status = Command::new("rustup").args(["target", "add", WASM_TARGET]).status();
+    match status {
+        Ok(s) if s.success() && wasm_target_installed() => Ok(()),
+        Ok(_) => bail!("`rustup target add {WASM_TARGET}` failed; install the target, then retry"),
+        Err(e) => bail!(
+            "the {WASM_TARGET} target is missing and rustup could not be run ({e}); install the target for your Rust toolchain"
+        ),
+    }
+}
+
+fn wasm_target_installed() -> bool {
+    Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).exists())
+}
+
+/// A Python virtualenv under `target/` with the tools the tests use.
+fn ensure_python_tools() -> Result<PathBuf> {
+    let venv = workspace_root().join("target").join("test-tools").join("venv");
+    let bin = venv.join("bin");
+    let marker = venv.join(".installed");
+    let wanted = PYTHON_TOOLS.join(" ");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing {wanted} into {}", venv.display());
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(bin.join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(PYTHON_TOOLS))?;
+    std::fs::write(&marker, wanted)?;
+    Ok(bin)
+}
+
+/// `cargo xtask test [-- <cargo test args>]`: everything CI checks.
+pub fn test(args: &[String]) -> Result<()> {
+    ensure_wasm_target()?;
+    let tools = ensure_python_tools()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = workspace_root();
+    run(Command::new(&cargo).current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    run(Command::new(&cargo).current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let extra = args.iter().skip_while(|a| *a == "--");
+    run(Command::new(&cargo)
+        .current_dir(&root)
+        .env("KEYHELPER_TEST_TOOLS", &tools)
+        .args(["test", "--workspace"])
+        .args(extra))
+}
+
+/// `cargo xtask install`: the wasm target, then `cargo install --path host`.
+pub fn install() -> Result<()> {
+    ensure_wasm_target()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo).current_dir(workspace_root()).args(["install", "--locked", "--path", "host"]))
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    let status = command.status().with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
