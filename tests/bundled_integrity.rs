@@ -1,0 +1,35 @@
+//! A `keyhelper` binary whose embedded plugin was altered refuses to run it.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn an_altered_bundled_plugin_is_refused() {
+    let original = std::fs::read(env!("CARGO_BIN_EXE_keyhelper")).unwrap();
+    let azure = std::fs::read(
+        support::repo_root().join("target/plugin-build/wasm32-wasip2/plugin/keyhelper_plugin_azure.wasm"),
+    )
+    .expect("the bundled azure plugin was built by host/build.rs");
+    let offset = memchr::memmem::find(&original, &azure).expect("the azure component is embedded verbatim");
+
+    // Flip one byte in the middle of the embedded component.
+    let mut altered = original;
+    altered[offset + azure.len() / 2] ^= 0x01;
+    let home = support::Home::new("bundled-integrity");
+    let binary = home.path().join("keyhelper-altered");
+    std::fs::write(&binary, &altered).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    home.fake_tool("az", "#!/bin/sh\necho '{\"accessToken\":\"eyJ-token\",\"expires_on\":4102444800}'\n");
+
+    let output = home.command(&binary).args(["get", "azure"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(9), "{}", support::stderr(&output));
+    assert!(output.stdout.is_empty());
+    let stderr = support::stderr(&output);
+    assert!(stderr.contains("plugin 'azure' failed its integrity check"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // The unaltered binary serves the same request.
+    let output = home.run(&["get", "azure"]);
+    assert_eq!(support::stdout(&output), "eyJ-token\n", "{}", support::stderr(&output));
+}

@@ -1,0 +1,273 @@
+//! The hostile-plugin suite: plugins that try to escape the sandbox, exhaust
+//! it, or are not valid plugins at all. Each must be refused or stopped within
+//! its limit with a clear error, and the runtime must stay usable afterwards.
+//!
+//! The attacks live in `tests/fixtures/hostile` (one component, the attack
+//! chosen by its `attack` option); when an attack succeeds the plugin returns
+//! what it obtained as the secret, so success cannot go unnoticed.
+
+mod support;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use keyhelper::credential::{Credential, FailureKind, Secret};
+use keyhelper::manifest::ProviderManifest;
+use keyhelper::runtime::capability::CapabilityGrant;
+use keyhelper::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use keyhelper::runtime::{CallRequest, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
+use sha2::{Digest, Sha256};
+
+const STORED_SECRET: &str = "sk-stored-secret-0123456789";
+
+struct FixtureSecrets;
+
+impl StoredSecrets for FixtureSecrets {
+    fn read(&self, provider: &str, connection: &str) -> anyhow::Result<Option<Secret>> {
+        Ok((provider == "hostile" && connection == "default").then(|| Secret::new(STORED_SECRET)))
+    }
+}
+
+struct Fixture {
+    runtime: PluginRuntime,
+    plugin: LoadedPlugin,
+    manifest: ProviderManifest,
+    _artifacts: support::TempDir,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let artifacts = support::TempDir::new("hostile-artifacts");
+        let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+        let plugin = load(&runtime, "hostile", &support::fixture_wasm("hostile")).unwrap();
+        let text =
+            std::fs::read_to_string(support::repo_root().join("tests/fixtures/hostile/plugin.toml")).unwrap();
+        Fixture { runtime, plugin, manifest: ProviderManifest::parse(&text).unwrap(), _artifacts: artifacts }
+    })
+}
+
+fn load(runtime: &PluginRuntime, name: &str, wasm: &[u8]) -> Result<LoadedPlugin, PluginError> {
+    let sha256 = hex::encode(Sha256::digest(wasm));
+    runtime.load(&PluginSource { name, wasm: Cow::Borrowed(wasm), sha256: &sha256 })
+}
+
+fn test_limits() -> Limits {
+    let mut limits = Limits { cpu: Duration::from_secs(1), memory: 32 << 20, ..Limits::default() };
+    limits.process.timeout = Duration::from_secs(1);
+    limits.process.max_output = 64 * 1024;
+    limits
+}
+
+fn attack_with(attack: &str, extra: &[(&str, &str)]) -> Result<Credential, PluginError> {
+    let f = fixture();
+    let mut options: BTreeMap<String, String> = BTreeMap::from([("attack".into(), attack.into())]);
+    options.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let ctx = CallContext {
+        provider: "hostile".into(),
+        grant: CapabilityGrant::new(&f.manifest.capabilities, &f.manifest.capabilities, &options),
+        secrets: Arc::new(FixtureSecrets),
+        limits: test_limits(),
+        known_secrets: Vec::new(),
+    };
+    let request = CallRequest { credential: "hostile".into(), options, interactive: false };
+    f.plugin.fetch(ctx, &request)
+}
+
+fn attack(attack: &str) -> Result<Credential, PluginError> {
+    attack_with(attack, &[])
+}
+
+/// A refused host call: the plugin got `denied`, and the host recorded it.
+fn assert_denied(result: Result<Credential, PluginError>, expected: &str) {
+    match result {
+        Err(PluginError::Provider { failure, denials }) => {
+            assert_eq!(failure.kind, FailureKind::Denied, "{failure:?}");
+            assert!(failure.message.contains(expected), "message {:?} lacks {expected:?}", failure.message);
+            assert!(denials.iter().any(|d| d.contains(expected)), "denials {denials:?} lack {expected:?}");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_still_usable();
+}
+
+fn assert_stopped(result: Result<Credential, PluginError>, expected: &str) {
+    match result {
+        Err(e @ PluginError::Stopped { .. }) => {
+            assert!(e.to_string().contains(expected), "{e} lacks {expected:?}")
+        }
+        other => panic!("expected the plugin to be stopped, got {other:?}"),
+    }
+    assert_still_usable();
+}
+
+/// After any attack the same runtime and plugin still serve a normal call.
+fn assert_still_usable() {
+    let credential = attack("none").expect("a benign call after an attack");
+    assert_eq!(credential.secret.expose(), "benign-secret");
+}
+
+#[test]
+fn running_an_undeclared_program_is_denied() {
+    assert_denied(attack("undeclared-program"), "running `curl` is not a granted capability");
+}
+
+#[test]
+fn running_a_declared_program_with_undeclared_arguments_is_denied() {
+    assert_denied(attack("undeclared-args"), "running `az` with arguments `ad sp create` is not granted");
+}
+
+#[test]
+fn giving_a_program_an_undeclared_variable_is_denied() {
+    assert_denied(attack("undeclared-env-for-child"), "environment variable AWS_SECRET_ACCESS_KEY");
+}
+
+#[test]
+fn reading_an_undeclared_env_var_is_denied() {
+    assert_denied(attack("undeclared-env"), "environment variable HOSTILE_FORBIDDEN");
+}
+
+#[test]
+fn passing_a_secret_in_argv_is_denied() {
+    assert_denied(attack("secret-in-argv"), "passing a secret in the arguments of `az` is refused");
+}
+
+#[test]
+fn requesting_an_undeclared_url_is_denied_before_connecting() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/secret", listener.local_addr().unwrap());
+    assert_denied(attack_with("undeclared-url", &[("target", &url)]), "is not a granted capability");
+    assert!(listener.accept().is_err(), "the plugin reached the server");
+}
+
+#[test]
+fn a_declared_url_is_reachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let n = stream.read(&mut request).unwrap();
+        let first_line =
+            String::from_utf8_lossy(&request[..n]).lines().next().unwrap_or_default().to_string();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nallowed")
+            .unwrap();
+        first_line
+    });
+    let credential =
+        attack_with("undeclared-url", &[("target", &format!("{base}/allowed")), ("base_url", &base)])
+            .unwrap();
+    assert_eq!(credential.secret.expose(), "allowed");
+    assert_eq!(server.join().unwrap(), "GET /allowed HTTP/1.1");
+}
+
+#[test]
+fn opening_a_file_finds_no_filesystem() {
+    let dir = support::TempDir::new("hostile-file");
+    let file = dir.path().join("secret.txt");
+    std::fs::write(&file, "top secret file content").unwrap();
+    let result = attack_with("open-file", &[("target", file.to_str().unwrap())]);
+    let err = result.expect_err("the plugin read a host file");
+    assert!(!format!("{err:?}").contains("top secret"), "{err:?}");
+    assert!(attack_with("list-dir", &[("target", "/")]).is_err(), "the plugin listed /");
+    assert_still_usable();
+}
+
+#[test]
+fn opening_a_socket_is_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    assert!(attack_with("open-socket", &[("target", &addr)]).is_err(), "the plugin opened a socket");
+    assert!(listener.accept().is_err(), "the plugin reached the listener");
+    assert_still_usable();
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_the_cpu_limit() {
+    let start = Instant::now();
+    assert_stopped(attack("loop"), "used more than 1s of CPU time");
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_at_the_memory_cap() {
+    assert_stopped(attack("allocate"), "more than 32 MiB of memory");
+}
+
+#[test]
+fn a_huge_secret_is_refused() {
+    assert_stopped(attack("huge-string"), "returned a secret of 8388608 bytes");
+}
+
+#[test]
+fn a_panic_becomes_a_readable_error() {
+    assert_stopped(attack("panic"), "panicked: hostile plugin panicked on purpose");
+}
+
+#[test]
+fn a_slow_program_is_killed_at_its_time_limit() {
+    let start = Instant::now();
+    match attack("slow-program") {
+        Err(PluginError::Provider { failure, .. }) => {
+            assert_eq!(failure.kind, FailureKind::Unavailable);
+            assert!(failure.message.contains("did not finish within 1s"), "{}", failure.message);
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert_still_usable();
+}
+
+#[test]
+fn a_program_printing_without_end_is_stopped_at_the_output_cap() {
+    match attack("flood-program") {
+        Err(PluginError::Provider { failure, .. }) => {
+            assert!(failure.message.contains("printed more than 65536 bytes"), "{}", failure.message)
+        }
+        other => panic!("expected an output-size error, got {other:?}"),
+    }
+    assert_still_usable();
+}
+
+#[test]
+fn a_component_of_an_unsupported_contract_version_is_refused() {
+    let err = load(&fixture().runtime, "future", &support::fixture_wasm("future-version")).err().unwrap();
+    assert!(matches!(err, PluginError::Incompatible { .. }), "{err:?}");
+    assert!(err.to_string().contains("was built for keyhelper:provider@0.9.0"), "{err}");
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let err = load(&fixture().runtime, "greeter", &support::fixture_wasm("wrong-world")).err().unwrap();
+    assert!(err.to_string().contains("is not a keyhelper provider plugin"), "{err}");
+    assert!(err.to_string().contains("example:greeter/greet@0.1.0"), "{err}");
+}
+
+#[test]
+fn a_core_module_or_garbage_is_refused_by_its_header() {
+    let core_module = [0, b'a', b's', b'm', 1, 0, 0, 0];
+    let err = load(&fixture().runtime, "core", &core_module).err().unwrap();
+    assert!(err.to_string().contains("is a core WebAssembly module, not a component"), "{err}");
+    let err = load(&fixture().runtime, "junk", b"#!/bin/sh\necho pwned\n").err().unwrap();
+    assert!(err.to_string().contains("is not a WebAssembly component"), "{err}");
+}
+
+#[test]
+fn bytes_that_do_not_match_the_pinned_hash_are_refused() {
+    let wasm = support::fixture_wasm("hostile");
+    let pinned = hex::encode(Sha256::digest(&wasm));
+    let mut altered = wasm.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0xff;
+    let source = PluginSource { name: "hostile", wasm: Cow::Owned(altered), sha256: &pinned };
+    let err = fixture().runtime.load(&source).err().unwrap();
+    assert!(matches!(err, PluginError::Integrity { .. }), "{err:?}");
+    assert!(err.to_string().contains("failed its integrity check"), "{err}");
+}
