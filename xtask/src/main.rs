@@ -5,7 +5,10 @@
 //! - `test`: installs what the test suite needs, then runs fmt, clippy and
 //!   every test.
 //! - `install`: installs the wasm target and the `keyhelper` binary.
+//! - `bench [--runs N]`: benchmarks of the release binary against baselines
+//!   measured in the same run.
 
+mod bench;
 mod plugins;
 mod toolchain;
 
@@ -26,13 +29,14 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<String>) -> Result<()> {
     let Some((command, rest)) = args.split_first() else {
-        bail!("missing command; use build-plugins, test or install");
+        bail!("missing command; use build-plugins, test, install or bench");
     };
     match command.as_str() {
         "build-plugins" => build_plugins(rest),
         "test" => toolchain::test(rest),
         "install" => toolchain::install(),
-        other => bail!("unknown command `{other}`; use build-plugins, test or install"),
+        "bench" => bench::bench(rest),
+        other => bail!("unknown command `{other}`; use build-plugins, test, install or bench"),
     }
 }
 
