@@ -19,6 +19,7 @@ use toml::Spanned;
 
 use crate::failure::{ExitClass, Failure};
 use crate::manifest::ProviderCatalog;
+use crate::store::StoreChoice;
 use crate::suggest::did_you_mean;
 
 /// Keys of a credential table that configure keyhelper rather than the provider.
@@ -29,8 +30,19 @@ const RESERVED_KEYS: &[&str] = &["provider", "cache_ttl", "refresh_before", "fal
 pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
+    /// The `[settings]` table.
+    pub settings: Settings,
     /// Configured credentials by name.
     pub credentials: BTreeMap<String, CredentialConfig>,
+}
+
+/// The `[settings]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where `keyhelper login` stores secrets: `auto`, `keyring` or `file`.
+    #[serde(default)]
+    pub secret_store: StoreChoice,
 }
 
 /// One `[credentials.NAME]` table.
@@ -53,6 +65,8 @@ type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
+    settings: Settings,
     #[serde(default)]
     credentials: BTreeMap<Spanned<String>, Spanned<RawTable>>,
 }
@@ -99,7 +113,7 @@ impl Config {
             )?;
             credentials.insert(name.into_inner(), credential);
         }
-        let config = Self { path: path.to_path_buf(), credentials };
+        let config = Self { path: path.to_path_buf(), settings: raw.settings, credentials };
         config.check_fallbacks(catalog).map_err(|m| at(None, m))?;
         Ok(config)
     }
@@ -282,6 +296,17 @@ mod tests {
         assert!(err.message.contains("falls back to 'nope'"), "{}", err.message);
         let err = parse("[credential.w]\nprovider = \"azure\"\n").unwrap_err();
         assert!(err.message.contains("credential"), "{}", err.message);
+    }
+
+    #[test]
+    fn settings_choose_the_secret_store() {
+        assert_eq!(
+            parse("[settings]\nsecret_store = \"file\"\n").unwrap().settings.secret_store,
+            StoreChoice::File
+        );
+        assert_eq!(parse("").unwrap().settings.secret_store, StoreChoice::Auto);
+        let err = parse("[settings]\nsecret_store = \"vault\"\n").unwrap_err();
+        assert!(err.message.contains("config.toml:2:16") && err.message.contains("auto"), "{}", err.message);
     }
 
     #[test]

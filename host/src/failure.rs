@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::credential::{FailureKind, ProviderFailure};
 use crate::runtime::PluginError;
+use crate::store::StoreError;
 
 /// Classes of failure, each with a documented exit code (see README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +116,21 @@ impl From<PluginError> for Failure {
             PluginError::Stopped { .. } => Failure::new(ExitClass::Plugin, error.to_string())
                 .hint("report this to the plugin's author; run with -v for its log"),
         }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        let hint = match &error {
+            StoreError::Io(_) => "check the permissions of keyhelper's data directory",
+            StoreError::Corrupt { .. } => {
+                "move the file aside (nothing was overwritten) and run `keyhelper login` again"
+            }
+            StoreError::Keyring(_) => {
+                "unlock the keyring, or use the encrypted file store: secret_store = \"file\" in [settings] or KEYHELPER_SECRET_STORE=file"
+            }
+        };
+        Failure::new(ExitClass::Store, error.to_string()).hint(hint)
     }
 }
 

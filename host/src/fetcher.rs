@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::bundled;
-use crate::credential::Credential;
+use crate::credential::{Credential, Secret, Validation};
 use crate::failure::{ExitClass, Failure};
 use crate::paths::Dirs;
 use crate::resolve::ResolvedCredential;
@@ -30,9 +30,24 @@ impl CredentialFetcher {
 
     /// Asks the credential's provider for a fresh credential.
     pub fn fetch(&self, credential: &ResolvedCredential<'_>) -> Result<Credential, Failure> {
+        tracing::debug!("fetching '{}' from provider '{}'", credential.name, credential.manifest.name);
         let plugin = self.load(credential)?;
         plugin
             .fetch(self.context(credential), &self.request(credential))
+            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
+    }
+
+    /// Asks the credential's provider whether `secret` is well-formed and, with
+    /// `live`, accepted by the service.
+    pub fn validate(
+        &self,
+        credential: &ResolvedCredential<'_>,
+        secret: &Secret,
+        live: bool,
+    ) -> Result<Validation, Failure> {
+        let plugin = self.load(credential)?;
+        plugin
+            .validate(self.context(credential), &self.request(credential), secret, live)
             .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
     }
 

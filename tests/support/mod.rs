@@ -149,3 +149,105 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The directory with the Python tools the tests drive (`aws`, `moto_server`,
+/// the `openai` package), installed by `cargo xtask test`.
+pub fn python_tools() -> PathBuf {
+    let dir = std::env::var_os("KEYHELPER_TEST_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-tools/venv/bin"));
+    assert!(
+        dir.join("aws").exists() && dir.join("moto_server").exists(),
+        "awscli and moto are not installed in {}; run the tests with `cargo xtask test`, which installs them",
+        dir.display()
+    );
+    dir
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| memchr::memmem::find(&bytes, needle.as_bytes()).is_some())
+            {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+/// A minimal HTTP/1.1 server on loopback for tests: each request's method,
+/// path and headers go to `respond`, which returns status and body.
+pub struct MockHttp {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+}
+
+/// A request as the mock server saw it.
+pub struct SeenRequest {
+    /// e.g. `GET`.
+    pub method: String,
+    /// e.g. `/v1/models`.
+    pub path: String,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl MockHttp {
+    /// Serves until the test process ends.
+    pub fn start(respond: impl Fn(&SeenRequest) -> (u16, String) + Send + Sync + 'static) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let respond = std::sync::Arc::new(respond);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let respond = respond.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let (method, path) = (
+                        parts.next().unwrap_or_default().to_string(),
+                        parts.next().unwrap_or_default().to_string(),
+                    );
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = header.trim_end().split_once(':') {
+                            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                        }
+                    }
+                    let (status, body) = respond(&SeenRequest { method, path, headers });
+                    let mut stream = stream;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Self { base_url }
+    }
+}

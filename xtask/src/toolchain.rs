@@ -13,6 +13,46 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// Python tools the integration tests drive for real (pinned major versions).
 const PYTHON_TOOLS: &[&str] = &["awscli==1.*", "moto[server]==5.*", "openai==1.*"];
 
+/// Programs the integration tests run for real, with the Debian package of each.
+const SYSTEM_TOOLS: &[(&str, &str)] = &[
+    ("git", "git"),
+    ("dbus-run-session", "dbus"),
+    ("gnome-keyring-daemon", "gnome-keyring"),
+    ("secret-tool", "libsecret-tools"),
+    ("gpg", "gnupg"),
+    ("pass", "pass"),
+];
+
+/// Installs missing test programs with apt when running as root on Debian or
+/// Ubuntu; otherwise says exactly what to install.
+fn ensure_system_tools() -> Result<()> {
+    let on_path = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> =
+        SYSTEM_TOOLS.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !(root && on_path("apt-get")) {
+        bail!(
+            "the tests need these packages: {0}; install them (e.g. `sudo apt-get install {0}`) and retry",
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {} with apt-get", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 /// Installs the wasm target with rustup unless rustc already has it.
 pub fn ensure_wasm_target() -> Result<()> {
     if wasm_target_installed() {
@@ -59,6 +99,7 @@ fn ensure_python_tools() -> Result<PathBuf> {
 /// `cargo xtask test [-- <cargo test args>]`: everything CI checks.
 pub fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
+    ensure_system_tools()?;
     let tools = ensure_python_tools()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace_root();

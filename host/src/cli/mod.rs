@@ -3,17 +3,25 @@
 //! stderr, an exit code per class of failure).
 
 mod get;
+mod list;
+mod login;
 mod providers;
+mod status;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::failure::{ExitClass, Failure};
+use crate::fetcher::CredentialFetcher;
+use crate::interaction::CallerHints;
 use crate::manifest::ProviderCatalog;
 use crate::paths::Dirs;
+use crate::store::{SecretStore, StoreChoice};
 
 /// One credential helper for AI coding tools and API clients.
 ///
@@ -42,6 +50,16 @@ pub enum Command {
     Get(get::GetArgs),
     /// List the providers and what each may do.
     Providers,
+    /// Store a provider's secret (e.g. an OpenAI API key), read from a masked prompt or stdin.
+    Login(login::LoginArgs),
+    /// Remove a stored secret.
+    Logout(login::LogoutArgs),
+    /// Check a credential's secret: its format, and live with the service where the provider can.
+    Validate(validate::ValidateArgs),
+    /// List configured credentials and stored secrets (never the secrets themselves).
+    List,
+    /// Show where keyhelper keeps things and which secret store is in use.
+    Status,
 }
 
 /// Everything a command needs to start: directories, providers, configuration.
@@ -60,6 +78,25 @@ impl Environment {
     /// Reads and checks the config file.
     pub fn config(&self) -> Result<Config, Failure> {
         Config::load(&self.dirs.config_file, &self.catalog)
+    }
+
+    /// The secret store, its backend chosen by `KEYHELPER_SECRET_STORE` or,
+    /// failing that, `[settings] secret_store`.
+    pub fn store(&self, config: &Config) -> Result<SecretStore, Failure> {
+        let choice = match std::env::var("KEYHELPER_SECRET_STORE") {
+            Ok(value) => StoreChoice::parse(&value).ok_or_else(|| {
+                Failure::new(ExitClass::Config, format!("KEYHELPER_SECRET_STORE is `{value}`"))
+                    .hint("set it to auto, keyring or file")
+            })?,
+            Err(_) => config.settings.secret_store,
+        };
+        Ok(SecretStore::new(self.dirs.data_dir.join("secrets"), choice))
+    }
+
+    /// A fetcher that reads stored secrets from this user's store.
+    pub fn fetcher(&self, config: &Config) -> Result<CredentialFetcher, Failure> {
+        let store = Arc::new(self.store(config)?);
+        Ok(CredentialFetcher::new(self.dirs.clone(), store, CallerHints::from_process().is_interactive()))
     }
 }
 
@@ -84,6 +121,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Get(args) => get::run(&env, &args),
         Command::Providers => providers::run(&env),
+        Command::Login(args) => login::login(&env, &args),
+        Command::Logout(args) => login::logout(&env, &args),
+        Command::Validate(args) => validate::run(&env, &args),
+        Command::List => list::run(&env),
+        Command::Status => status::run(&env),
     }
 }
 

@@ -43,11 +43,16 @@ impl ArtifactCache {
             // directory only this user can write, under a name that pins both the
             // source wasm and the engine configuration. wasmtime checks its header.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    tracing::debug!("loaded precompiled plugin {}", path.display());
+                    return Ok(component);
+                }
                 Err(e) => tracing::debug!("recompiling plugin artifact {}: {e}", path.display()),
             }
         }
+        let started = std::time::Instant::now();
         let component = Component::new(engine, wasm)?;
+        tracing::debug!("compiled plugin {sha256} in {:?}", started.elapsed());
         if let Err(e) = self.store(&path, &component) {
             tracing::debug!("could not store plugin artifact {}: {e}", path.display());
         }

@@ -1,10 +1,8 @@
 //! The encrypted file store: one sealed file holding every secret, its key in
-//! a separate 0600 file, both in a 0700 directory. Writers take a lock so two
-//! concurrent `login`s cannot lose each other's secret.
+//! a separate 0600 file, both in a 0700 directory. Writers are serialised by
+//! the [`SecretStore`](super::SecretStore)'s lock.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::{SecretBackend, SecretId, StoreError};
@@ -51,16 +49,7 @@ impl FileBackend {
         Ok(())
     }
 
-    /// Runs a read-modify-write under an exclusive lock on `<dir>/secrets.lock`.
     fn modify<R>(&self, f: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> Result<R, StoreError> {
-        private_fs::ensure_dir(&self.dir)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(self.dir.join("secrets.lock"))?;
-        lock.lock()?;
         let mut secrets = self.read_all()?;
         let result = f(&mut secrets);
         self.write_all(&secrets)?;
@@ -86,15 +75,6 @@ impl SecretBackend for FileBackend {
     fn delete(&self, id: &SecretId) -> Result<bool, StoreError> {
         self.modify(|secrets| secrets.remove(&id.to_string()).is_some())
     }
-
-    fn list(&self) -> Result<Vec<SecretId>, StoreError> {
-        Ok(self
-            .read_all()?
-            .keys()
-            .filter_map(|key| key.split_once('/'))
-            .map(|(provider, connection)| SecretId::new(provider, connection))
-            .collect())
-    }
 }
 
 #[cfg(test)]
@@ -107,7 +87,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_rotate_delete_and_list() {
+    fn round_trip_rotate_and_delete() {
         let dir = temp_dir("round-trip");
         let store = FileBackend::new(dir.clone());
         let id = SecretId::new("openai", "default");
@@ -116,7 +96,7 @@ mod tests {
         store.set(&SecretId::new("openai", "team"), &Secret::new("sk-team")).unwrap();
         store.set(&id, &Secret::new("sk-second")).unwrap();
         assert_eq!(store.get(&id).unwrap(), Some(Secret::new("sk-second")));
-        assert_eq!(store.list().unwrap(), vec![id.clone(), SecretId::new("openai", "team")]);
+        assert_eq!(store.get(&SecretId::new("openai", "team")).unwrap(), Some(Secret::new("sk-team")));
         assert!(store.delete(&id).unwrap());
         assert!(!store.delete(&id).unwrap());
         assert_eq!(store.get(&id).unwrap(), None);

@@ -1,12 +1,24 @@
 //! Long-lived secrets (e.g. OpenAI keys from `keyhelper login`), per provider
 //! and connection, in the OS keyring or in keyhelper's encrypted file store.
 //! Never in plaintext.
+//!
+//! An index (`index.json`, names only) records which backend holds each
+//! secret, so a secret stays readable when the preferred backend changes, and
+//! `list` works on keyrings that cannot enumerate.
 
 pub mod file;
+pub mod keyring;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use crate::credential::Secret;
+use crate::private_fs;
 use crate::runtime::sandbox::StoredSecrets;
 
 /// Which stored secret: a provider and a connection name.
@@ -23,6 +35,11 @@ impl SecretId {
     pub fn new(provider: &str, connection: &str) -> Self {
         Self { provider: provider.into(), connection: connection.into() }
     }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (provider, connection) = text.split_once('/')?;
+        Some(Self::new(provider, connection))
+    }
 }
 
 impl fmt::Display for SecretId {
@@ -37,7 +54,7 @@ pub enum StoreError {
     /// Reading or writing its files failed.
     #[error("secret store: {0}")]
     Io(#[from] std::io::Error),
-    /// Its file could not be decrypted or parsed.
+    /// A file could not be decrypted or parsed.
     #[error("secret store file {path} {problem}")]
     Corrupt {
         /// The file.
@@ -45,11 +62,59 @@ pub enum StoreError {
         /// What is wrong.
         problem: String,
     },
+    /// The OS keyring refused or failed.
+    #[error("OS keyring: {0}")]
+    Keyring(String),
+}
+
+/// The kinds of backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager).
+    Keyring,
+    /// keyhelper's encrypted file.
+    File,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Keyring => "keyring",
+            Self::File => "file",
+        })
+    }
+}
+
+/// Which backend new secrets go to (`secret_store` in config,
+/// `KEYHELPER_SECRET_STORE` in the environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreChoice {
+    /// The OS keyring when one answers, else the encrypted file.
+    #[default]
+    Auto,
+    /// Always the OS keyring.
+    Keyring,
+    /// Always the encrypted file.
+    File,
+}
+
+impl StoreChoice {
+    /// Parses `auto`, `keyring` or `file`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "keyring" => Some(Self::Keyring),
+            "file" => Some(Self::File),
+            _ => None,
+        }
+    }
 }
 
 /// A place secrets are kept.
 pub trait SecretBackend: Send + Sync {
-    /// A short description for `keyhelper status`, e.g. `encrypted file (~/.local/share/keyhelper/secrets)`.
+    /// Where, for `keyhelper status`.
     fn describe(&self) -> String;
     /// The secret with this id.
     fn get(&self, id: &SecretId) -> Result<Option<Secret>, StoreError>;
@@ -57,29 +122,152 @@ pub trait SecretBackend: Send + Sync {
     fn set(&self, id: &SecretId, secret: &Secret) -> Result<(), StoreError>;
     /// Removes a secret; whether there was one.
     fn delete(&self, id: &SecretId) -> Result<bool, StoreError>;
-    /// The ids of every stored secret.
-    fn list(&self) -> Result<Vec<SecretId>, StoreError>;
 }
 
-/// The secret store, over whichever backend is in use.
+/// The secret store: the index plus both backends.
 pub struct SecretStore {
-    backend: Box<dyn SecretBackend>,
+    dir: PathBuf,
+    choice: StoreChoice,
+    file: file::FileBackend,
+    keyring: keyring::KeyringBackend,
 }
 
 impl SecretStore {
-    /// A store over `backend`.
-    pub fn new(backend: Box<dyn SecretBackend>) -> Self {
-        Self { backend }
+    /// The store in `dir` (`$XDG_DATA_HOME/keyhelper/secrets`).
+    pub fn new(dir: PathBuf, choice: StoreChoice) -> Self {
+        Self {
+            file: file::FileBackend::new(dir.clone()),
+            keyring: keyring::KeyringBackend::new(),
+            dir,
+            choice,
+        }
     }
 
-    /// The backend in use.
-    pub fn backend(&self) -> &dyn SecretBackend {
-        self.backend.as_ref()
+    /// The backend new secrets go to, and why.
+    pub fn preferred(&self) -> (BackendKind, &'static str) {
+        match self.choice {
+            StoreChoice::Keyring => (BackendKind::Keyring, "forced by secret_store / KEYHELPER_SECRET_STORE"),
+            StoreChoice::File => (BackendKind::File, "forced by secret_store / KEYHELPER_SECRET_STORE"),
+            StoreChoice::Auto if self.keyring.is_available() => {
+                (BackendKind::Keyring, "an OS keyring answered")
+            }
+            StoreChoice::Auto => (BackendKind::File, "no OS keyring answered"),
+        }
+    }
+
+    /// A description of a backend, for `status`.
+    pub fn describe(&self, kind: BackendKind) -> String {
+        self.backend(kind).describe()
+    }
+
+    fn backend(&self, kind: BackendKind) -> &dyn SecretBackend {
+        match kind {
+            BackendKind::Keyring => &self.keyring,
+            BackendKind::File => &self.file,
+        }
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index.json")
+    }
+
+    fn read_index(&self) -> Result<BTreeMap<String, BackendKind>, StoreError> {
+        let path = self.index_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
+                path: path.display().to_string(),
+                problem: "is not valid JSON".into(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs `f` on the index under an exclusive lock, then saves the index.
+    fn with_index<R>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, BackendKind>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        private_fs::ensure_dir(&self.dir)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.dir.join("lock"))?;
+        lock.lock()?;
+        let mut index = self.read_index()?;
+        let result = f(&mut index)?;
+        let bytes = serde_json::to_vec_pretty(&index).expect("an index of names serializes");
+        private_fs::write_atomic(&self.index_path(), &bytes)?;
+        Ok(result)
+    }
+
+    /// The secret stored under `id`, from whichever backend holds it.
+    pub fn get(&self, id: &SecretId) -> Result<Option<Secret>, StoreError> {
+        match self.read_index()?.get(&id.to_string()) {
+            Some(kind) => self.backend(*kind).get(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `secret` under `id` in the preferred backend (removing any copy
+    /// in the other one); returns the backend used.
+    pub fn set(&self, id: &SecretId, secret: &Secret) -> Result<BackendKind, StoreError> {
+        let (kind, _) = self.preferred();
+        self.with_index(|index| {
+            self.backend(kind).set(id, secret)?;
+            if let Some(old) = index.insert(id.to_string(), kind).filter(|old| *old != kind) {
+                self.backend(old).delete(id)?;
+            }
+            Ok(kind)
+        })
+    }
+
+    /// Removes the secret under `id`; whether there was one.
+    pub fn delete(&self, id: &SecretId) -> Result<bool, StoreError> {
+        self.with_index(|index| match index.remove(&id.to_string()) {
+            Some(kind) => {
+                self.backend(kind).delete(id)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    /// Every stored secret's id and backend (names only).
+    pub fn list(&self) -> Result<Vec<(SecretId, BackendKind)>, StoreError> {
+        Ok(self
+            .read_index()?
+            .into_iter()
+            .filter_map(|(id, kind)| Some((SecretId::parse(&id)?, kind)))
+            .collect())
     }
 }
 
 impl StoredSecrets for SecretStore {
     fn read(&self, provider: &str, connection: &str) -> anyhow::Result<Option<Secret>> {
-        Ok(self.backend.get(&SecretId::new(provider, connection))?)
+        Ok(self.get(&SecretId::new(provider, connection))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_follows_the_secret_across_backends() {
+        let dir = std::env::temp_dir().join(format!("keyhelper-store-index-{}", std::process::id()));
+        let store = SecretStore::new(dir.clone(), StoreChoice::File);
+        let id = SecretId::new("openai", "default");
+        assert_eq!(store.set(&id, &Secret::new("sk-one")).unwrap(), BackendKind::File);
+        assert_eq!(store.get(&id).unwrap(), Some(Secret::new("sk-one")));
+        assert_eq!(store.list().unwrap(), vec![(id.clone(), BackendKind::File)]);
+        let index = std::fs::read_to_string(dir.join("index.json")).unwrap();
+        assert!(!index.contains("sk-one"), "the index holds names only");
+        assert!(store.delete(&id).unwrap());
+        assert!(!store.delete(&id).unwrap());
+        assert_eq!(store.get(&id).unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

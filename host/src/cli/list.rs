@@ -1,0 +1,45 @@
+//! `keyhelper list`: configured credentials and stored secrets, by name only.
+
+use super::Environment;
+use crate::failure::Failure;
+use crate::store::SecretId;
+
+/// Runs `list`.
+pub fn run(env: &Environment) -> Result<(), Failure> {
+    let config = env.config()?;
+    let store = env.store(&config)?;
+    let stored = store.list()?;
+    let is_stored = |provider: &str, connection: &str| {
+        stored.iter().find(|(id, _)| *id == SecretId::new(provider, connection)).map(|(_, backend)| *backend)
+    };
+    let mut out = String::new();
+    if config.credentials.is_empty() {
+        out.push_str(&format!("no credentials configured in {}\n", config.path.display()));
+    } else {
+        out.push_str(&format!("{:<24} {:<22} {}\n", "CREDENTIAL", "PROVIDER", "STATE"));
+    }
+    for (name, credential) in &config.credentials {
+        let manifest = env.catalog.get(&credential.provider).expect("config checks provider names");
+        let state = if manifest.capabilities.stored_secrets {
+            let connection = credential.options.get("connection").map_or("default", String::as_str);
+            match is_stored(&manifest.name, connection) {
+                Some(backend) => format!("secret stored ({backend}, connection '{connection}')"),
+                None => format!(
+                    "no secret stored: run `keyhelper login {} --connection {connection}`",
+                    manifest.name
+                ),
+            }
+        } else {
+            format!("from the {} tool", manifest.display_name)
+        };
+        out.push_str(&format!("{name:<24} {:<22} {state}\n", credential.provider));
+    }
+    if !stored.is_empty() {
+        out.push_str(&format!("\n{:<24} {:<22} {}\n", "STORED SECRET", "PROVIDER", "BACKEND"));
+        for (id, backend) in &stored {
+            out.push_str(&format!("{:<24} {:<22} {backend}\n", id.connection, id.provider));
+        }
+    }
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! `keyhelper login` and `logout`: store and remove a provider's long-lived
+//! secret. The secret is read from a masked prompt or stdin, never from argv.
+
+use std::io::{IsTerminal, Read};
+
+use clap::Args;
+
+use super::Environment;
+use crate::config::Config;
+use crate::credential::{Secret, Verdict};
+use crate::failure::{ExitClass, Failure};
+use crate::manifest::ProviderManifest;
+use crate::resolve::ResolvedCredential;
+use crate::store::SecretId;
+use crate::suggest::did_you_mean;
+
+/// The connection used when none is named.
+const DEFAULT_CONNECTION: &str = "default";
+
+/// Arguments of `keyhelper login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The provider, e.g. `openai`.
+    pub provider: String,
+    /// Name of this secret, to keep several (e.g. `work`, `personal`).
+    #[arg(long, default_value = DEFAULT_CONNECTION)]
+    pub connection: String,
+    /// Replace (rotate) a secret already stored for this connection.
+    #[arg(long)]
+    pub force: bool,
+    /// Read the secret from stdin instead of prompting.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Also check the secret live with the service before storing it.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// Arguments of `keyhelper logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The provider, e.g. `openai`.
+    pub provider: String,
+    /// Which stored secret.
+    #[arg(long, default_value = DEFAULT_CONNECTION)]
+    pub connection: String,
+}
+
+/// Runs `login`.
+pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
+    let config = env.config()?;
+    let manifest = storing_provider(env, &args.provider)?;
+    let store = env.store(&config)?;
+    let id = SecretId::new(&manifest.name, &args.connection);
+    if !args.force && store.get(&id)?.is_some() {
+        return Err(Failure::new(
+            ExitClass::Usage,
+            format!("a secret is already stored for {} connection '{}'", manifest.name, args.connection),
+        )
+        .hint("add --force to replace (rotate) it, or choose another --connection"));
+    }
+    let secret = read_secret(manifest, &args.connection, args.stdin)?;
+
+    let credential = credential_for_connection(&config, manifest, &args.connection);
+    let validation = env.fetcher(&config)?.validate(&credential, &secret, args.verify)?;
+    match validation.verdict {
+        Verdict::Rejected if args.verify => {
+            return Err(Failure::new(ExitClass::Denied, format!("not stored: {}", validation.message)));
+        }
+        Verdict::Rejected => {
+            return Err(Failure::new(ExitClass::Usage, format!("not stored: {}", validation.message)));
+        }
+        Verdict::Restricted => tracing::warn!("{}", validation.message),
+        Verdict::Valid => tracing::info!("{}", validation.message),
+    }
+    let backend = store.set(&id, &secret)?;
+    eprintln!(
+        "keyhelper: stored the {} secret for connection '{}' in {}",
+        manifest.name,
+        args.connection,
+        store.describe(backend)
+    );
+    Ok(())
+}
+
+/// Runs `logout`.
+pub fn logout(env: &Environment, args: &LogoutArgs) -> Result<(), Failure> {
+    let config = env.config()?;
+    let manifest = storing_provider(env, &args.provider)?;
+    let store = env.store(&config)?;
+    if store.delete(&SecretId::new(&manifest.name, &args.connection))? {
+        eprintln!("keyhelper: removed the {} secret for connection '{}'", manifest.name, args.connection);
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ExitClass::NotFound,
+            format!("no secret is stored for {} connection '{}'", manifest.name, args.connection),
+        )
+        .hint("`keyhelper list` shows the stored secrets"))
+    }
+}
+
+/// The provider, which must keep its secrets in keyhelper's store.
+fn storing_provider<'a>(env: &'a Environment, name: &str) -> Result<&'a ProviderManifest, Failure> {
+    let manifest = env.catalog.get(name).ok_or_else(|| {
+        Failure::new(
+            ExitClass::NotFound,
+            format!("no provider is called '{name}'{}", did_you_mean(name, env.catalog.names())),
+        )
+        .hint("`keyhelper providers` lists the providers")
+    })?;
+    if !manifest.capabilities.stored_secrets {
+        return Err(Failure::new(
+            ExitClass::Usage,
+            format!("provider '{name}' gets its secrets from its own tool; keyhelper stores nothing for it"),
+        )
+        .hint("sign in with that tool instead (e.g. `az login`, `op signin`, `aws sso login`)"));
+    }
+    Ok(manifest)
+}
+
+/// The options of the configured credential that uses this connection (its
+/// `base_url`, say), or the provider's defaults.
+fn credential_for_connection<'a>(
+    config: &Config,
+    manifest: &'a ProviderManifest,
+    connection: &str,
+) -> ResolvedCredential<'a> {
+    let configured = config.credentials.iter().find(|(_, c)| {
+        c.provider == manifest.name
+            && c.options.get("connection").map_or(DEFAULT_CONNECTION, String::as_str) == connection
+    });
+    let mut options = configured.map(|(_, c)| c.options.clone()).unwrap_or_default();
+    options.insert("connection".into(), connection.into());
+    ResolvedCredential {
+        name: configured.map_or_else(|| manifest.name.clone(), |(name, _)| name.clone()),
+        manifest,
+        options: manifest.options_with_defaults(&options),
+        cache_ttl: None,
+        refresh_before: None,
+        fallback: Vec::new(),
+    }
+}
+
+/// Reads the secret from stdin or a masked prompt on the terminal, trimmed of
+/// surrounding whitespace (a pasted newline, say).
+fn read_secret(manifest: &ProviderManifest, connection: &str, from_stdin: bool) -> Result<Secret, Failure> {
+    let raw = if from_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::new(ExitClass::Usage, format!("cannot read the secret from stdin: {e}")))?;
+        text
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::new(ExitClass::Usage, "no terminal to prompt for the secret on")
+                .hint("pipe it in with --stdin (never pass a secret as an argument)"));
+        }
+        rpassword::prompt_password(format!(
+            "{} secret for connection '{connection}' (input hidden): ",
+            manifest.display_name
+        ))
+        .map_err(|e| {
+            Failure::new(ExitClass::Usage, format!("cannot read the secret from the terminal: {e}"))
+        })?
+    };
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(Failure::new(ExitClass::Usage, "the secret is empty; nothing was stored"));
+    }
+    Ok(Secret::new(trimmed))
+}

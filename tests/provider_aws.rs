@@ -1,0 +1,143 @@
+//! AWS Secrets Manager end to end with real components: the AWS CLI (awscli
+//! from PyPI) against a moto server on loopback. `cargo xtask test` installs
+//! both into `target/test-tools/venv`.
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Home, stderr, stdout};
+
+/// A moto server on a free loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start(tools: &std::path::Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(tools.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct AwsWorld {
+    home: Home,
+    tools: PathBuf,
+    moto: Moto,
+}
+
+impl AwsWorld {
+    fn new(tag: &str) -> Self {
+        let tools = support::python_tools();
+        let moto = Moto::start(&tools);
+        let home = Home::new(tag);
+        home.write_config(&format!(
+            "[credentials.aws-whole]\nprovider = \"aws-secrets-manager\"\nsecret_id = \"openai-key\"\nendpoint_url = \"{e}\"\nregion = \"us-east-1\"\n\n\
+             [credentials.aws-key]\nprovider = \"aws-secrets-manager\"\nsecret_id = \"openai-key\"\njson_key = \"api_key\"\nendpoint_url = \"{e}\"\nregion = \"us-east-1\"\n\n\
+             [credentials.aws-shorthand]\nprovider = \"aws-secrets-manager\"\nsecret_id = \"openai-key:api_key:AWSCURRENT:\"\nendpoint_url = \"{e}\"\nregion = \"us-east-1\"\n\n\
+             [credentials.aws-binary]\nprovider = \"aws-secrets-manager\"\nsecret_id = \"binary-key\"\nendpoint_url = \"{e}\"\nregion = \"us-east-1\"\n\n\
+             [credentials.aws-missing]\nprovider = \"aws-secrets-manager\"\nsecret_id = \"no-such-secret\"\nendpoint_url = \"{e}\"\nregion = \"us-east-1\"\n",
+            e = moto.endpoint
+        ));
+        Self { home, tools, moto }
+    }
+
+    fn with_env(&self, mut command: Command) -> Command {
+        command
+            .env("PATH", format!("{}:{}:/usr/bin:/bin", self.home.bin().display(), self.tools.display()))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        command
+    }
+
+    /// The real AWS CLI against moto.
+    fn aws(&self, args: &[&str]) {
+        let mut command = self.with_env(self.home.command(self.tools.join("aws")));
+        command.args(["--endpoint-url", &self.moto.endpoint, "--region", "us-east-1"]).args(args);
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "aws {args:?}: {}", stderr(&output));
+    }
+
+    fn get(&self, name: &str) -> std::process::Output {
+        self.with_env(self.home.keyhelper(&["get", name])).output().unwrap()
+    }
+}
+
+#[test]
+fn whole_json_key_shorthand_rotation_and_missing() {
+    let world = AwsWorld::new("aws-moto");
+    world.aws(&[
+        "secretsmanager",
+        "create-secret",
+        "--name",
+        "openai-key",
+        "--secret-string",
+        r#"{"api_key":"sk-aws-first","org":"acme"}"#,
+    ]);
+
+    let whole = world.get("aws-whole");
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    assert_eq!(stdout(&whole), "{\"api_key\":\"sk-aws-first\",\"org\":\"acme\"}\n");
+    let key = world.get("aws-key");
+    assert_eq!(stdout(&key), "sk-aws-first\n", "{}", stderr(&key));
+    assert_eq!(stdout(&world.get("aws-shorthand")), "sk-aws-first\n");
+
+    world.aws(&[
+        "secretsmanager",
+        "put-secret-value",
+        "--secret-id",
+        "openai-key",
+        "--secret-string",
+        r#"{"api_key":"sk-aws-rotated"}"#,
+    ]);
+    let rotated = world.get("aws-key");
+    assert_eq!(stdout(&rotated), "sk-aws-rotated\n", "{}", stderr(&rotated));
+
+    let missing = world.get("aws-missing");
+    assert_eq!(missing.status.code(), Some(5), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("AWS Secrets Manager has no secret `no-such-secret`"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(missing.stdout.is_empty());
+}
+
+#[test]
+fn binary_secrets_are_decoded() {
+    let world = AwsWorld::new("aws-binary");
+    let file = world.home.path().join("binary.txt");
+    std::fs::write(&file, "sk-from-secret-binary").unwrap();
+    world.aws(&[
+        "secretsmanager",
+        "create-secret",
+        "--name",
+        "binary-key",
+        "--secret-binary",
+        &format!("fileb://{}", file.display()),
+    ]);
+    let output = world.get("aws-binary");
+    assert_eq!(stdout(&output), "sk-from-secret-binary\n", "{}", stderr(&output));
+}
