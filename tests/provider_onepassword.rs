@@ -101,3 +101,14 @@ fn a_missing_op_says_how_to_install_it() {
     assert_eq!(output.status.code(), Some(7));
     assert!(stderr(&output).contains("install the 1Password CLI"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_field_that_is_not_text_is_refused() {
+    let home = Home::new("op-binary");
+    fake_op(&home, "printf 'sk-\\377\\376binary\\n'");
+    configure(&home);
+    let output = home.run(&["get", "vault"]);
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert!(stderr(&output).contains("the 1Password field is not UTF-8 text"), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+}
