@@ -112,6 +112,10 @@ fn whole_json_key_shorthand_rotation_and_missing() {
         "--secret-string",
         r#"{"api_key":"sk-aws-rotated"}"#,
     ]);
+    assert_eq!(stdout(&world.get("aws-key")), "sk-aws-first\n", "served from the cache (15m ttl)");
+    let clear = world.with_env(world.home.keyhelper(&["cache", "clear", "aws-key"])).output().unwrap();
+    assert!(clear.status.success(), "{}", stderr(&clear));
+    assert_eq!(stderr(&clear), "keyhelper: removed 1 cached secret\n");
     let rotated = world.get("aws-key");
     assert_eq!(stdout(&rotated), "sk-aws-rotated\n", "{}", stderr(&rotated));
 

@@ -43,6 +43,20 @@ pub struct Settings {
     /// Where `keyhelper login` stores secrets: `auto`, `keyring` or `file`.
     #[serde(default)]
     pub secret_store: StoreChoice,
+    /// How long before expiry a cached secret is renewed (default 5m).
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    pub refresh_before: Option<Duration>,
+    /// How long `get` waits for another keyhelper refreshing the same
+    /// credential before giving up (default 90s).
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    pub lock_timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// The default of `refresh_before`: 5 minutes, the common margin of consumers.
+    pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+    /// The default of `lock_timeout`: longer than a plugin may run.
+    pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(90);
 }
 
 /// One `[credentials.NAME]` table.

@@ -2,6 +2,13 @@
 
 use std::fmt;
 
+/// The current time in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A secret value. Its `Debug` and `Display` never show it, so it cannot leak
 /// through a log line, an error or a panic message by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,13 +58,6 @@ pub enum FailureKind {
     Unavailable,
     /// The backend reported a rate limit or exhausted quota.
     RateLimited,
-}
-
-impl FailureKind {
-    /// Whether the next credential in a fallback chain should be tried.
-    pub fn allows_fallback(self) -> bool {
-        matches!(self, Self::NeedsLogin | Self::NotFound | Self::Unavailable | Self::RateLimited)
-    }
 }
 
 /// A failure reported by a provider plugin.

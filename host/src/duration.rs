@@ -45,6 +45,12 @@ pub fn format(duration: Duration) -> String {
     out
 }
 
+/// Deserializes an optional duration written like `"5m"`.
+pub fn deserialize_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,14 @@ pub enum ExitClass {
 }
 
 impl ExitClass {
+    /// Whether a credential failing this way should hand over to its fallback:
+    /// the user must sign in, the secret is missing, or the backend is down or
+    /// rate limited. Configuration errors, denials and broken plugins are not
+    /// papered over.
+    pub fn allows_fallback(self) -> bool {
+        matches!(self, Self::NeedsLogin | Self::NotFound | Self::Unavailable | Self::RateLimited)
+    }
+
     /// The process exit code for this class.
     pub fn code(self) -> u8 {
         match self {

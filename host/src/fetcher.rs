@@ -37,6 +37,19 @@ impl CredentialFetcher {
             .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
     }
 
+    /// Asks the credential's provider to renew `previous`, which it returned earlier.
+    pub fn refresh(
+        &self,
+        credential: &ResolvedCredential<'_>,
+        previous: &Credential,
+    ) -> Result<Credential, Failure> {
+        tracing::debug!("renewing '{}' with provider '{}'", credential.name, credential.manifest.name);
+        let plugin = self.load(credential)?;
+        plugin
+            .refresh(self.context(credential), &self.request(credential), previous)
+            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
+    }
+
     /// Asks the credential's provider whether `secret` is well-formed and, with
     /// `live`, accepted by the service.
     pub fn validate(

@@ -1,11 +1,14 @@
 //! keyhelper: one credential helper for AI coding tools and API clients.
 //!
 //! Data flows one way: the CLI ([`cli`]) resolves a name against the
-//! configuration ([`config`], [`resolve`]), fetches the credential through its
-//! provider's sandboxed plugin ([`fetcher`], [`runtime`]), and prints it in the
-//! consumer's format ([`output`]). Long-lived secrets live in [`store`].
+//! configuration ([`config`], [`resolve`]), asks the [`broker`] for it, which
+//! serves it from the encrypted [`cache`] or fetches it through its provider's
+//! sandboxed plugin ([`fetcher`], [`runtime`]), and prints it in the consumer's
+//! format ([`output`]). Long-lived secrets live in [`store`].
 
+pub mod broker;
 pub mod bundled;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod credential;

@@ -69,13 +69,8 @@ pub struct Conventions {
 #[serde(deny_unknown_fields)]
 pub struct CachePolicy {
     /// How long to keep a secret whose expiry the provider does not report.
-    #[serde(default, deserialize_with = "deserialize_duration")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     pub default_ttl: Option<Duration>,
-}
-
-fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    crate::duration::parse(&text).map(Some).map_err(serde::de::Error::custom)
 }
 
 impl ProviderManifest {

@@ -1,11 +1,13 @@
 //! `keyhelper get <name>`: prints exactly the secret on stdout.
 
+use std::time::Duration;
+
 use clap::Args;
 
 use super::Environment;
+use crate::broker::GetOptions;
 use crate::failure::{ExitClass, Failure};
 use crate::output::{self, Format};
-use crate::resolve::resolve;
 
 /// Arguments of `keyhelper get`.
 #[derive(Debug, Args)]
@@ -18,13 +20,19 @@ pub struct GetArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Raw)]
     pub format: Format,
+    /// Return a secret valid at least this long (e.g. `10m`), renewing it if needed.
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub min_ttl: Option<Duration>,
+    /// Ask the provider even if a fresh secret is cached (and do not cache it).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// Runs `get`.
 pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
     let config = env.config()?;
-    let credential = resolve(&args.name, &config, &env.catalog)?;
-    let fetched = env.fetcher(&config)?.fetch(&credential)?;
-    output::print(&output::render(&fetched, args.format, !args.no_newline))
+    let options = GetOptions { min_ttl: args.min_ttl.unwrap_or_default(), no_cache: args.no_cache };
+    let served = env.broker(&config)?.get(&args.name, options)?;
+    output::print(&output::render(&served.credential, args.format, !args.no_newline))
         .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot write to stdout: {e}")))
 }

@@ -1,6 +1,8 @@
 //! `keyhelper list`: configured credentials and stored secrets, by name only.
 
 use super::Environment;
+use super::status::describe_expiry;
+use crate::credential::unix_now;
 use crate::failure::Failure;
 use crate::store::SecretId;
 
@@ -9,6 +11,8 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
     let config = env.config()?;
     let store = env.store(&config)?;
     let stored = store.list()?;
+    let cached = env.cache().map(|cache| cache.entries()).unwrap_or_default();
+    let now = unix_now();
     let is_stored = |provider: &str, connection: &str| {
         stored.iter().find(|(id, _)| *id == SecretId::new(provider, connection)).map(|(_, backend)| *backend)
     };
@@ -31,6 +35,10 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
             }
         } else {
             format!("from the {} tool", manifest.display_name)
+        };
+        let state = match cached.iter().find(|entry| entry.name == *name) {
+            Some(entry) => format!("{state}; cached, {}", describe_expiry(entry, now)),
+            None => state,
         };
         out.push_str(&format!("{name:<24} {:<22} {state}\n", credential.provider));
     }

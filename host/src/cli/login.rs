@@ -74,6 +74,7 @@ pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
         Verdict::Valid => tracing::info!("{}", validation.message),
     }
     let backend = store.set(&id, &secret)?;
+    forget_cached(env, &manifest.name);
     eprintln!(
         "keyhelper: stored the {} secret for connection '{}' in {}",
         manifest.name,
@@ -89,6 +90,7 @@ pub fn logout(env: &Environment, args: &LogoutArgs) -> Result<(), Failure> {
     let manifest = storing_provider(env, &args.provider)?;
     let store = env.store(&config)?;
     if store.delete(&SecretId::new(&manifest.name, &args.connection))? {
+        forget_cached(env, &manifest.name);
         eprintln!("keyhelper: removed the {} secret for connection '{}'", manifest.name, args.connection);
         Ok(())
     } else {
@@ -97,6 +99,16 @@ pub fn logout(env: &Environment, args: &LogoutArgs) -> Result<(), Failure> {
             format!("no secret is stored for {} connection '{}'", manifest.name, args.connection),
         )
         .hint("`keyhelper list` shows the stored secrets"))
+    }
+}
+
+/// Drops cached copies of this provider's secrets, so the next `get` serves
+/// the new (or no) secret.
+fn forget_cached(env: &Environment, provider: &str) {
+    if let Some(cache) = env.cache()
+        && let Err(e) = cache.clear(|entry| entry.provider == provider)
+    {
+        tracing::warn!("could not clear cached {provider} secrets: {e}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! in its own module; all of them report failures the same way (one line on
 //! stderr, an exit code per class of failure).
 
+mod cache;
 mod get;
 mod list;
 mod login;
@@ -15,6 +16,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::broker::CredentialBroker;
+use crate::cache::CredentialCache;
 use crate::config::Config;
 use crate::failure::{ExitClass, Failure};
 use crate::fetcher::CredentialFetcher;
@@ -58,6 +61,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// List configured credentials and stored secrets (never the secrets themselves).
     List,
+    /// Manage the credential cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Show where keyhelper keeps things and which secret store is in use.
     Status,
 }
@@ -93,6 +99,24 @@ impl Environment {
         Ok(SecretStore::new(self.dirs.data_dir.join("secrets"), choice))
     }
 
+    /// The credential cache, or `None` (with a warning) when it cannot be
+    /// opened; keyhelper then works without it.
+    pub fn cache(&self) -> Option<CredentialCache> {
+        let dir = self.dirs.cache_dir.join("credentials");
+        match CredentialCache::open(dir, &self.dirs.data_dir.join("secrets").join("cache.key")) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!("{e}; continuing without the credential cache");
+                None
+            }
+        }
+    }
+
+    /// A broker over this user's configuration, cache and plugins.
+    pub fn broker<'a>(&'a self, config: &'a Config) -> Result<CredentialBroker<'a>, Failure> {
+        Ok(CredentialBroker::new(config, &self.catalog, self.cache(), self.fetcher(config)?))
+    }
+
     /// A fetcher that reads stored secrets from this user's store.
     pub fn fetcher(&self, config: &Config) -> Result<CredentialFetcher, Failure> {
         let store = Arc::new(self.store(config)?);
@@ -125,6 +149,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout(args) => login::logout(&env, &args),
         Command::Validate(args) => validate::run(&env, &args),
         Command::List => list::run(&env),
+        Command::Cache(command) => cache::run(&env, &command),
         Command::Status => status::run(&env),
     }
 }

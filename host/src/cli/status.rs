@@ -1,8 +1,26 @@
 //! `keyhelper status`: where keyhelper keeps things and which secret store is
 //! in use. Never shows a secret.
 
+use std::time::Duration;
+
 use super::Environment;
+use crate::cache::CachedCredential;
+use crate::credential::unix_now;
+use crate::duration;
 use crate::failure::Failure;
+
+/// "expires in 42m", "cached for 13m more (no expiry known)" or "expired".
+pub fn describe_expiry(entry: &CachedCredential, now: i64) -> String {
+    let left = |until: i64| duration::format(Duration::from_secs((until - now).max(0).unsigned_abs()));
+    match entry.credential.expires_at {
+        Some(expires_at) if expires_at > now => format!("expires in {}", left(expires_at)),
+        Some(_) => "expired".to_string(),
+        None if entry.cache_until > now => {
+            format!("cached for {} more (no expiry known)", left(entry.cache_until))
+        }
+        None => "stale".to_string(),
+    }
+}
 
 /// Runs `status`.
 pub fn run(env: &Environment) -> Result<(), Failure> {
@@ -19,6 +37,17 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
     out.push_str(&format!("secret store:    {backend}: {} ({why})\n", store.describe(backend)));
     out.push_str(&format!("stored secrets:  {}\n", stored.len()));
     out.push_str(&format!("plugin cache:    {}\n", env.dirs.artifact_dir().display()));
+    let entries = env.cache().map(|cache| cache.entries()).unwrap_or_default();
+    out.push_str(&format!("cached secrets:  {}\n", entries.len()));
+    let now = unix_now();
+    for entry in &entries {
+        out.push_str(&format!(
+            "  {:<22} {:<20} {}\n",
+            entry.name,
+            entry.provider,
+            describe_expiry(entry, now)
+        ));
+    }
     print!("{out}");
     Ok(())
 }

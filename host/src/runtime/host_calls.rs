@@ -150,8 +150,6 @@ impl host::Host for PluginState {
     }
 
     fn now(&mut self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        crate::credential::unix_now()
     }
 }

@@ -1,0 +1,150 @@
+//! The credential cache: one encrypted entry per credential (name + provider +
+//! options), each with its own lock file, in `$XDG_CACHE_HOME/keyhelper/credentials/`.
+//!
+//! Reading an entry takes no lock, so a cache hit is one small file read and
+//! one decryption. Renewing takes the entry's lock (an OS file lock, released
+//! by the kernel when a holder dies), so concurrent processes make one plugin
+//! call between them.
+
+mod entry;
+mod lock;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use self::entry::CachedCredential;
+pub use self::lock::{EntryLock, LockTimeout};
+use crate::private_fs;
+use crate::resolve::ResolvedCredential;
+use crate::sealed::SealingKey;
+
+/// Why an entry could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Reading or writing failed.
+    #[error("credential cache: {0}")]
+    Io(#[from] std::io::Error),
+    /// The entry could not be decrypted or parsed.
+    #[error("cache entry {path} {problem}")]
+    Corrupt {
+        /// The entry file.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The credential cache directory and its key.
+pub struct CredentialCache {
+    dir: PathBuf,
+    key: SealingKey,
+}
+
+impl CredentialCache {
+    /// The cache in `dir`, encrypted with the key in `key_file` (created on
+    /// first use).
+    pub fn open(dir: PathBuf, key_file: &Path) -> Result<Self, CacheError> {
+        Ok(Self { key: SealingKey::load_or_create(key_file)?, dir })
+    }
+
+    /// The entry of a credential.
+    pub fn entry(&self, credential: &ResolvedCredential<'_>) -> CacheEntry<'_> {
+        let id = entry_id(&credential.name, &credential.manifest.name, &credential.options);
+        CacheEntry { cache: self, id }
+    }
+
+    /// Every readable entry, for `status` and `list`.
+    pub fn entries(&self) -> Vec<CachedCredential> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut entries: Vec<CachedCredential> = dir
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".entry").map(str::to_string))
+            .filter_map(|id| CacheEntry { cache: self, id }.read().ok().flatten())
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries
+    }
+
+    /// Removes the entries `matches` selects, and any unreadable entry;
+    /// returns how many. Lock files stay: removing one under a holder would
+    /// let a second holder in.
+    pub fn clear(&self, matches: impl Fn(&CachedCredential) -> bool) -> Result<usize, CacheError> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else { return Ok(0) };
+        let mut removed = 0;
+        for file in dir.filter_map(|e| e.ok()) {
+            let Some(id) =
+                file.file_name().to_str().and_then(|n| n.strip_suffix(".entry")).map(str::to_string)
+            else {
+                continue;
+            };
+            if (CacheEntry { cache: self, id }).read().ok().flatten().is_none_or(|c| matches(&c)) {
+                std::fs::remove_file(file.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The entry id: a hash of everything that selects the secret.
+fn entry_id(name: &str, provider: &str, options: &std::collections::BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for part in ["keyhelper-cache-v1", name, provider] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    for (key, value) in options {
+        hasher.update(key.as_bytes());
+        hasher.update([b'=']);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// One credential's entry and lock.
+pub struct CacheEntry<'a> {
+    cache: &'a CredentialCache,
+    id: String,
+}
+
+impl CacheEntry<'_> {
+    fn data_path(&self) -> PathBuf {
+        self.cache.dir.join(format!("{}.entry", self.id))
+    }
+
+    fn purpose(&self) -> String {
+        // Binding the id in means an entry copied over another's file fails to open.
+        format!("keyhelper credential cache v1 {}", self.id)
+    }
+
+    /// The cached credential, if there is one. A corrupt entry is an error the
+    /// caller reports and then treats as a miss.
+    pub fn read(&self) -> Result<Option<CachedCredential>, CacheError> {
+        let path = self.data_path();
+        let sealed = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let corrupt = |problem: String| CacheError::Corrupt { path: path.display().to_string(), problem };
+        let plain = self.cache.key.open(&self.purpose(), &sealed).map_err(|e| corrupt(e.to_string()))?;
+        CachedCredential::decode(&plain)
+            .map(Some)
+            .ok_or_else(|| corrupt("holds data keyhelper cannot read".into()))
+    }
+
+    /// Replaces the entry atomically.
+    pub fn write(&self, credential: &CachedCredential) -> Result<(), CacheError> {
+        let sealed = self.cache.key.seal(&self.purpose(), &credential.encode());
+        private_fs::write_atomic(&self.data_path(), &sealed)?;
+        Ok(())
+    }
+
+    /// Takes the entry's lock, waiting at most `timeout` for another holder.
+    pub fn lock(&self, timeout: Duration) -> Result<EntryLock, LockTimeout> {
+        EntryLock::acquire(&self.cache.dir.join(format!("{}.lock", self.id)), timeout)
+    }
+}

@@ -1,0 +1,29 @@
+//! `keyhelper cache clear [NAME]`.
+
+use clap::Subcommand;
+
+use super::Environment;
+use crate::failure::{ExitClass, Failure};
+
+/// Subcommands of `keyhelper cache`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Forget cached secrets: all of them, or those of one credential.
+    Clear {
+        /// The credential whose cached secret to forget.
+        name: Option<String>,
+    },
+}
+
+/// Runs `cache …`.
+pub fn run(env: &Environment, command: &CacheCommand) -> Result<(), Failure> {
+    let CacheCommand::Clear { name } = command;
+    let Some(cache) = env.cache() else {
+        return Err(Failure::new(ExitClass::Store, "the credential cache cannot be opened"));
+    };
+    let removed = cache
+        .clear(|entry| name.as_deref().is_none_or(|n| entry.name == n))
+        .map_err(|e| Failure::new(ExitClass::Store, e.to_string()))?;
+    eprintln!("keyhelper: removed {removed} cached secret{}", if removed == 1 { "" } else { "s" });
+    Ok(())
+}

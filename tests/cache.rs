@@ -1,0 +1,323 @@
+//! The credential cache with real processes: single flight across 32 racing
+//! `keyhelper get`s, a holder killed mid-refresh, expiry, refresh-ahead,
+//! `--min-ttl`, stale-on-error, fallbacks and corrupt entries.
+//!
+//! The provider is a fake `az` (see `provider_azure.rs` for the output it
+//! reproduces) whose behaviour is steered through files: `mode` (`fail` makes
+//! it answer "not logged in"), `ttl` (token lifetime, seconds), `delay`
+//! (seconds to sleep first). Every call appends a line to `calls`, and the
+//! token it prints is `token-<call number>`.
+
+mod support;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Home, stderr, stdout};
+
+struct FakeAz {
+    home: Home,
+}
+
+impl FakeAz {
+    fn new(tag: &str, config: &str) -> Self {
+        let home = Home::new(tag);
+        let dir = home.bin();
+        home.fake_tool(
+            "az",
+            &format!(
+                r#"#!/bin/sh
+d='{dir}'
+echo call >> "$d/calls"
+n=$(wc -l < "$d/calls")
+if [ "$(cat "$d/mode" 2>/dev/null)" = fail ]; then
+  echo "ERROR: Please run 'az login' to setup account." >&2
+  exit 1
+fi
+sleep "$(cat "$d/delay" 2>/dev/null || echo 0)"
+ttl=$(cat "$d/ttl" 2>/dev/null || echo 3600)
+now=$(date +%s)
+echo "{{\"accessToken\":\"token-$n\",\"expires_on\":$((now + ttl)),\"tokenType\":\"Bearer\"}}"
+"#,
+                dir = dir.display()
+            ),
+        );
+        home.write_config(config);
+        Self { home }
+    }
+
+    fn set(&self, knob: &str, value: &str) {
+        std::fs::write(self.home.bin().join(knob), value).unwrap();
+    }
+
+    fn calls(&self) -> usize {
+        std::fs::read_to_string(self.home.bin().join("calls")).map_or(0, |s| s.lines().count())
+    }
+
+    fn get(&self, args: &[&str]) -> Output {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        self.home.run(&all)
+    }
+
+    fn spawn_get(&self, name: &str) -> Child {
+        self.home.keyhelper(&["get", name]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    fn entry_files(&self) -> Vec<PathBuf> {
+        let dir = self.home.path().join(".cache/keyhelper/credentials");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| Some(e.ok()?.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "entry"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+const WORK: &str = "[credentials.work]\nprovider = \"azure\"\n";
+
+fn race(az: &FakeAz, processes: usize) -> Vec<Output> {
+    let children: Vec<Child> = (0..processes).map(|_| az.spawn_get("work")).collect();
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+#[test]
+fn thirty_two_cold_gets_make_one_provider_call() {
+    let az = FakeAz::new("cache-race-cold", WORK);
+    az.set("delay", "0.3");
+    let outputs = race(&az, 32);
+    for output in &outputs {
+        assert!(output.status.success(), "{}", stderr(output));
+        assert_eq!(stdout(output), "token-1\n");
+    }
+    assert_eq!(az.calls(), 1, "exactly one az call for 32 processes");
+}
+
+#[test]
+fn thirty_two_gets_inside_the_refresh_window_make_one_provider_call() {
+    let az = FakeAz::new("cache-race-refresh", WORK);
+    az.set("ttl", "120");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    az.set("ttl", "3600");
+    az.set("delay", "0.3");
+    let outputs = race(&az, 32);
+    for output in &outputs {
+        assert_eq!(stdout(output), "token-2\n", "{}", stderr(output));
+    }
+    assert_eq!(az.calls(), 2, "one call to fill, one to renew");
+}
+
+#[test]
+fn a_holder_killed_mid_refresh_does_not_block_the_next_get() {
+    let az = FakeAz::new("cache-sigkill", WORK);
+    az.set("delay", "5");
+    let mut holder = az.spawn_get("work");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while az.calls() == 0 {
+        assert!(Instant::now() < deadline, "the first get never called az");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    holder.kill().unwrap(); // SIGKILL
+    holder.wait().unwrap();
+    az.set("delay", "0");
+    let start = Instant::now();
+    let output = az.get(&["work"]);
+    assert_eq!(stdout(&output), "token-2\n", "{}", stderr(&output));
+    assert!(start.elapsed() < Duration::from_secs(3), "the next get waited {:?}", start.elapsed());
+}
+
+#[test]
+fn a_fresh_entry_is_served_without_the_provider() {
+    let az = FakeAz::new("cache-hit", WORK);
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    let hit = az.home.run(&["-vv", "get", "work"]);
+    assert_eq!(stdout(&hit), "token-1\n");
+    assert_eq!(az.calls(), 1);
+    let log = stderr(&hit);
+    assert!(!log.contains("plugin"), "a cache hit loaded a plugin: {log}");
+    assert!(!log.contains("token-1"), "{log}");
+}
+
+#[test]
+fn an_entry_inside_the_refresh_window_is_renewed_unless_the_margin_is_shorter() {
+    let az = FakeAz::new("cache-refresh-ahead", WORK);
+    az.set("ttl", "240");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    assert_eq!(stdout(&az.get(&["work"])), "token-2\n", "4 minutes left is inside the default 5m margin");
+
+    let relaxed = FakeAz::new(
+        "cache-refresh-margin",
+        "[settings]\nrefresh_before = \"1m\"\n\n[credentials.work]\nprovider = \"azure\"\n",
+    );
+    relaxed.set("ttl", "240");
+    assert_eq!(stdout(&relaxed.get(&["work"])), "token-1\n");
+    assert_eq!(stdout(&relaxed.get(&["work"])), "token-1\n", "outside a 1m margin");
+    assert_eq!(relaxed.calls(), 1);
+}
+
+#[test]
+fn min_ttl_renews_or_fails_clearly() {
+    let az = FakeAz::new("cache-min-ttl", WORK);
+    az.set("ttl", "1200");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    assert_eq!(stdout(&az.get(&["work", "--min-ttl", "10m"])), "token-1\n", "20m left satisfies 10m");
+    az.set("ttl", "3600");
+    assert_eq!(stdout(&az.get(&["work", "--min-ttl", "30m"])), "token-2\n");
+    az.set("ttl", "600");
+    let short = az.get(&["work", "--min-ttl", "2h"]);
+    assert_eq!(short.status.code(), Some(7), "{}", stderr(&short));
+    assert!(stderr(&short).contains("less than --min-ttl"), "{}", stderr(&short));
+    assert!(short.stdout.is_empty());
+}
+
+#[test]
+fn a_failed_refresh_serves_the_still_valid_secret_with_a_warning() {
+    let az = FakeAz::new("cache-stale", WORK);
+    az.set("ttl", "240");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    az.set("mode", "fail");
+    let output = az.get(&["work"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "token-1\n");
+    assert!(stderr(&output).contains("serving the cached secret, valid for another"), "{}", stderr(&output));
+}
+
+#[test]
+fn an_expired_secret_is_never_served() {
+    let az = FakeAz::new("cache-expired", WORK);
+    az.set("ttl", "2");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    az.set("mode", "fail");
+    std::thread::sleep(Duration::from_secs(3));
+    let output = az.get(&["work"]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn fallbacks_are_tried_in_order_and_stderr_says_which_served() {
+    let config = "[credentials.team-proxy]\nprovider = \"azure\"\nfallback = [\"broken\", \"personal\"]\n\n\
+                  [credentials.broken]\nprovider = \"1password\"\nreference = \"op://Private/missing/credential\"\n\n\
+                  [credentials.personal]\nprovider = \"azure\"\nscope = \"api://personal/.default\"\n";
+    let az = FakeAz::new("cache-fallback", config);
+    az.set("mode", "fail");
+    // `personal` uses az too: make only the team scope fail.
+    let script = std::fs::read_to_string(az.home.bin().join("az")).unwrap().replace(
+        "if [ \"$(cat \"$d/mode\" 2>/dev/null)\" = fail ]",
+        "if [ \"$(cat \"$d/mode\" 2>/dev/null)\" = fail ] && ! echo \"$*\" | grep -q personal",
+    );
+    az.home.fake_tool("az", &script);
+    let output = az.get(&["team-proxy"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "token-2\n");
+    let err = stderr(&output);
+    let tried_broken = err.find("trying fallback 'broken'").expect(&err);
+    let tried_personal = err.find("trying fallback 'personal'").expect(&err);
+    assert!(tried_broken < tried_personal, "{err}");
+    assert!(err.contains("'team-proxy' was served by its fallback 'personal'"), "{err}");
+}
+
+#[test]
+fn configuration_errors_do_not_fall_back() {
+    let config = "[credentials.primary]\nprovider = \"azure\"\nscope = \"a\"\nresource = \"b\"\nfallback = [\"azure\"]\n";
+    let az = FakeAz::new("cache-no-fallback", config);
+    let output = az.get(&["primary"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("fallback"), "{}", stderr(&output));
+    assert_eq!(az.calls(), 0);
+}
+
+#[test]
+fn corrupt_truncated_or_undecryptable_entries_are_misses_with_a_warning() {
+    let az = FakeAz::new("cache-corrupt", WORK);
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    let entry = az.entry_files().pop().expect("an entry was written");
+    let sealed = std::fs::read(&entry).unwrap();
+    let mut flipped = sealed.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    let damages: [(&str, Vec<u8>); 3] = [
+        ("garbage", b"not a cache entry".to_vec()),
+        ("truncated", sealed[..10].to_vec()),
+        ("altered", flipped),
+    ];
+    for (n, (what, bytes)) in damages.into_iter().enumerate() {
+        std::fs::write(&entry, bytes).unwrap();
+        let output = az.get(&["work"]);
+        assert!(output.status.success(), "{what}: {}", stderr(&output));
+        assert_eq!(stdout(&output), format!("token-{}\n", n + 2), "{what}");
+        assert!(stderr(&output).contains("fetching 'work' afresh"), "{what}: {}", stderr(&output));
+        assert_eq!(
+            stdout(&az.get(&["work"])),
+            format!("token-{}\n", n + 2),
+            "{what}: the entry was rewritten"
+        );
+    }
+    // A different cache key makes every entry undecryptable.
+    std::fs::remove_file(az.home.path().join(".local/share/keyhelper/secrets/cache.key")).unwrap();
+    let output = az.get(&["work"]);
+    assert_eq!(stdout(&output), "token-5\n", "{}", stderr(&output));
+}
+
+#[test]
+fn no_cache_and_cache_clear() {
+    let az = FakeAz::new("cache-bypass", WORK);
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    assert_eq!(stdout(&az.get(&["work", "--no-cache"])), "token-2\n");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n", "--no-cache does not write the cache");
+    let clear = az.home.run(&["cache", "clear"]);
+    assert_eq!(stderr(&clear), "keyhelper: removed 1 cached secret\n");
+    assert_eq!(stdout(&az.get(&["work"])), "token-3\n");
+}
+
+#[test]
+fn status_and_list_show_expiry_but_never_the_secret() {
+    let az = FakeAz::new("cache-status", WORK);
+    az.set("ttl", "3000");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    let status = az.home.run(&["status"]);
+    let out = stdout(&status);
+    assert!(out.contains("cached secrets:  1"), "{out}");
+    let line = out.lines().find(|l| l.trim_start().starts_with("work")).expect(&out);
+    assert!(
+        line.contains("azure") && (line.contains("expires in 49m") || line.contains("expires in 50m")),
+        "{out}"
+    );
+    let list = stdout(&az.home.run(&["list"]));
+    assert!(list.contains("cached, expires in"), "{list}");
+    for text in [out, list, stderr(&status)] {
+        assert!(!text.contains("token-1"), "{text}");
+    }
+}
+
+#[test]
+fn waiting_longer_than_the_bound_is_a_clear_error() {
+    let az = FakeAz::new(
+        "cache-lock-timeout",
+        "[settings]\nlock_timeout = \"1s\"\n\n[credentials.work]\nprovider = \"azure\"\n",
+    );
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    az.home.run(&["cache", "clear"]);
+    let dir = az.home.path().join(".cache/keyhelper/credentials");
+    let lock_path = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "lock"))
+        .expect("the entry's lock file stays after `cache clear`");
+    let held = File::options().write(true).open(&lock_path).unwrap();
+    held.lock().unwrap();
+    let start = Instant::now();
+    let output = az.get(&["work"]);
+    assert_eq!(output.status.code(), Some(10), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("another keyhelper has been renewing this credential for over 1s"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(held);
+    assert_eq!(stdout(&az.get(&["work"])), "token-2\n");
+}
