@@ -2,17 +2,19 @@
 //! builds the capability grant from the manifest, and calls it in the sandbox.
 //! The wasm engine is created here, lazily, and only when a plugin must run.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::bundled;
 use crate::credential::{Credential, Secret, Validation};
 use crate::failure::{ExitClass, Failure};
+use crate::installed::InstalledPlugins;
 use crate::paths::Dirs;
 use crate::resolve::ResolvedCredential;
 use crate::runtime::capability::CapabilityGrant;
 use crate::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use crate::runtime::{CallRequest, LoadedPlugin, PluginRuntime};
+use crate::runtime::{CallRequest, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
 
 /// Calls provider plugins on behalf of the CLI.
 pub struct CredentialFetcher {
@@ -75,23 +77,35 @@ impl CredentialFetcher {
     }
 
     fn load(&self, credential: &ResolvedCredential<'_>) -> Result<LoadedPlugin, Failure> {
-        let manifest = credential.manifest;
-        let plugin = bundled::find(&manifest.plugin).ok_or_else(|| {
+        let name = &credential.manifest.plugin;
+        if let Some(plugin) = bundled::find(name) {
+            return Ok(self.runtime()?.load(&plugin.source())?);
+        }
+        let installed = InstalledPlugins::new(self.dirs.plugins_dir()).get(name).ok_or_else(|| {
             Failure::new(
                 ExitClass::Plugin,
                 format!(
-                    "provider '{}' needs plugin '{}', which is not installed",
-                    manifest.name, manifest.plugin
+                    "provider '{}' needs plugin '{name}', which is not installed",
+                    credential.manifest.name
                 ),
             )
+            .hint("install it with `keyhelper plugin install <plugin.wasm>`")
         })?;
-        Ok(self.runtime()?.load(&plugin.source())?)
+        let wasm = std::fs::read(installed.wasm_path()).map_err(|e| {
+            Failure::new(ExitClass::Plugin, format!("cannot read plugin '{name}': {e}"))
+                .hint("reinstall it with `keyhelper plugin install`")
+        })?;
+        let source = PluginSource { name, wasm: Cow::Owned(wasm), sha256: &installed.record.sha256 };
+        self.runtime()?.load(&source).map_err(|e| match e {
+            e @ PluginError::Integrity { .. } => Failure::from(e)
+                .hint(format!("plugin '{name}' changed since it was installed; review and reinstall it with `keyhelper plugin install`")),
+            other => other.into(),
+        })
     }
 
     fn context(&self, credential: &ResolvedCredential<'_>) -> CallContext {
         let manifest = credential.manifest;
-        // Bundled providers are granted exactly what their manifest declares.
-        let grant = CapabilityGrant::new(&manifest.capabilities, &manifest.capabilities, &credential.options);
+        let grant = CapabilityGrant::new(&manifest.capabilities, &credential.granted, &credential.options);
         CallContext {
             provider: manifest.name.clone(),
             grant,

@@ -15,6 +15,7 @@ pub mod credential;
 pub mod duration;
 pub mod failure;
 pub mod fetcher;
+pub mod installed;
 pub mod interaction;
 pub mod logging;
 pub mod manifest;

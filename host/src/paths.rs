@@ -15,6 +15,8 @@ pub struct Dirs {
     pub data_dir: PathBuf,
     /// Disposable data: compiled plugins, the credential cache.
     pub cache_dir: PathBuf,
+    /// The user's own provider manifests, overriding bundled ones by name.
+    pub providers_dir: PathBuf,
 }
 
 impl Dirs {
@@ -28,9 +30,15 @@ impl Dirs {
             .unwrap_or_else(|| project.config_dir().join("config.toml"));
         Ok(Self {
             config_file,
+            providers_dir: project.config_dir().join("providers"),
             data_dir: project.data_dir().to_path_buf(),
             cache_dir: project.cache_dir().to_path_buf(),
         })
+    }
+
+    /// Where installed plugins are kept.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.data_dir.join("plugins")
     }
 
     /// Where compiled plugin artifacts are kept.

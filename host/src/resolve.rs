@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::failure::{ExitClass, Failure};
 use crate::manifest::{ProviderCatalog, ProviderManifest};
+use crate::runtime::capability::Capabilities;
 use crate::suggest::did_you_mean;
 
 /// A credential ready to be fetched.
@@ -17,6 +18,8 @@ pub struct ResolvedCredential<'a> {
     pub name: String,
     /// Its provider.
     pub manifest: &'a ProviderManifest,
+    /// What the user granted the provider (bundled providers: what they declare).
+    pub granted: Capabilities,
     /// Options with defaults filled in.
     pub options: BTreeMap<String, String>,
     /// How long to keep a secret without a reported expiry.
@@ -38,6 +41,7 @@ pub fn resolve<'a>(
         return Ok(ResolvedCredential {
             name: name.to_string(),
             manifest,
+            granted: catalog.granted(&credential.provider).expect("the provider exists"),
             options: manifest.options_with_defaults(&credential.options),
             cache_ttl: credential.cache_ttl.or(manifest.cache.default_ttl),
             refresh_before: credential.refresh_before,
@@ -60,6 +64,7 @@ pub fn resolve<'a>(
         return Ok(ResolvedCredential {
             name: name.to_string(),
             manifest,
+            granted: catalog.granted(name).expect("the provider exists"),
             options: manifest.options_with_defaults(&BTreeMap::new()),
             cache_ttl: manifest.cache.default_ttl,
             refresh_before: None,

@@ -251,3 +251,9 @@ impl MockHttp {
         Self { base_url }
     }
 }
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

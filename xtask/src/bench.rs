@@ -91,13 +91,17 @@ fn ratio(label: &str, a: &Sample, b: &Sample) {
     println!("{label:<58} {:>9.2}x", a.median().as_secs_f64() / b.median().as_secs_f64());
 }
 
-/// An isolated HOME with a config and a fake `az` that answers at once.
+/// An isolated HOME with a config, a fake `az` that answers at once, and the
+/// AWS CLI against a moto server.
 struct BenchHome {
     dir: PathBuf,
+    tools: PathBuf,
+    moto: Option<std::process::Child>,
+    endpoint: String,
 }
 
 impl BenchHome {
-    fn new() -> Result<Self> {
+    fn new(tools: PathBuf) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("keyhelper-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("bin"))?;
@@ -109,11 +113,37 @@ impl BenchHome {
         )?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::write(dir.join("token.txt"), "eyJ0eXAi.bench.token\n")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let endpoint = format!("http://127.0.0.1:{port}");
         std::fs::write(
             dir.join(".config/keyhelper/config.toml"),
-            "[credentials.work]\nprovider = \"azure\"\n",
+            format!(
+                "[credentials.work]\nprovider = \"azure\"\n\n[credentials.aws]\nprovider = \"aws-secrets-manager\"\n\
+                 secret_id = \"bench-key\"\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
+            ),
         )?;
-        Ok(Self { dir })
+        let moto = Command::new(tools.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting moto_server")?;
+        let home = Self { dir, tools, moto: Some(moto), endpoint };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("moto_server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut create =
+            home.aws(&["create-secret", "--name", "bench-key", "--secret-string", "sk-bench-aws-secret"]);
+        create.stdout(Stdio::null());
+        if !create.status()?.success() {
+            bail!("creating the benchmark secret in moto failed");
+        }
+        Ok(home)
     }
 
     fn command(&self, program: &Path) -> Command {
@@ -124,19 +154,56 @@ impl BenchHome {
             .env("XDG_CONFIG_HOME", self.dir.join(".config"))
             .env("XDG_CACHE_HOME", self.dir.join(".cache"))
             .env("XDG_DATA_HOME", self.dir.join(".local/share"))
-            .env("PATH", format!("{}:/usr/bin:/bin", self.dir.join("bin").display()));
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env(
+                "PATH",
+                format!("{}:{}:/usr/bin:/bin", self.dir.join("bin").display(), self.tools.display()),
+            );
+        command
+    }
+
+    /// `aws secretsmanager <args>` against moto.
+    fn aws(&self, args: &[&str]) -> Command {
+        let mut command = self.command(&self.tools.join("aws"));
+        command
+            .args(["--endpoint-url", &self.endpoint, "--region", "us-east-1", "secretsmanager"])
+            .args(args);
         command
     }
 
     fn artifact_dir(&self) -> PathBuf {
         self.dir.join(".cache/keyhelper/plugins")
     }
+
+    fn credential_cache(&self) -> PathBuf {
+        self.dir.join(".cache/keyhelper/credentials")
+    }
 }
 
 impl Drop for BenchHome {
     fn drop(&mut self) {
+        if let Some(mut moto) = self.moto.take() {
+            let _ = moto.kill();
+            let _ = moto.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `count` copies of `make()` at once and waits for all; returns the
+/// wall time from the first spawn to the last exit.
+fn time_concurrent(count: usize, make: &impl Fn() -> Command) -> Result<Duration> {
+    let start = Instant::now();
+    let children: Vec<_> = (0..count)
+        .map(|_| make().stdout(Stdio::null()).stderr(Stdio::null()).spawn())
+        .collect::<Result<_, _>>()?;
+    for mut child in children {
+        if !child.wait()?.success() {
+            bail!("a concurrent get failed");
+        }
+    }
+    Ok(start.elapsed())
 }
 
 /// `cargo xtask bench [--runs N]`.
@@ -147,6 +214,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         _ => bail!("bench takes only --runs N"),
     };
     crate::toolchain::ensure_wasm_target()?;
+    let tools = crate::toolchain::ensure_python_tools()?;
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
@@ -170,48 +238,98 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     let keyhelper = root.join("target/release/keyhelper");
     let baseline = root.join("target/release/bench-baseline");
-    let home = BenchHome::new()?;
-    let compile_runs = (runs / 4).max(10);
+    let home = BenchHome::new(tools)?;
+    let slow_runs = (runs / 5).max(10);
+    let kh = |args: &[&str]| {
+        let mut c = home.command(&keyhelper);
+        c.args(args);
+        c
+    };
+    let clear_entries = || {
+        let _ = std::fs::remove_dir_all(home.credential_cache());
+    };
 
-    let base_version =
-        measure("bench-baseline version (trivial Rust binary)", runs, || {}, || home.command(&baseline))?;
-    let kh_version = measure(
-        "keyhelper --version",
+    let base_version = measure("trivial Rust binary: print a line", runs, || {}, || home.command(&baseline))?;
+    let kh_version = measure("keyhelper --version", runs, || {}, || kh(&["--version"]))?;
+    let base_cat = measure(
+        "trivial Rust binary: read a small file, print it",
         runs,
         || {},
         || {
-            let mut c = home.command(&keyhelper);
-            c.arg("--version");
+            let mut c = home.command(&baseline);
+            c.arg("cat").arg(home.dir.join("token.txt"));
             c
         },
     )?;
-    let az_alone =
-        measure("fake az alone (answers at once)", runs, || {}, || home.command(&home.dir.join("bin/az")))?;
-    let get = || {
-        let mut c = home.command(&keyhelper);
-        c.args(["get", "work"]);
-        c
-    };
+    let warm = measure("keyhelper get work (cache hit)", runs, || {}, || kh(&["get", "work"]))?;
+    let az_alone = measure(
+        "the provider command alone (fake az)",
+        runs,
+        || {},
+        || home.command(&home.dir.join("bin/az")),
+    )?;
     let artifacts = home.artifact_dir();
     let compiled = measure(
-        "keyhelper get, plugin compiled from .wasm each run",
-        compile_runs,
+        "cold get, plugin compiled from .wasm",
+        slow_runs,
         || {
+            clear_entries();
             let _ = std::fs::remove_dir_all(&artifacts);
         },
-        get,
+        || kh(&["get", "work"]),
     )?;
-    let precompiled = measure("keyhelper get, precompiled plugin artifact", runs, || {}, get)?;
+    let cold = measure("cold get, precompiled plugin", runs, clear_entries, || kh(&["get", "work"]))?;
+    let aws_cli = measure(
+        "aws secretsmanager get-secret-value (moto)",
+        slow_runs,
+        || {},
+        || home.aws(&["get-secret-value", "--secret-id", "bench-key"]),
+    )?;
+    let aws_warm = measure("keyhelper get aws (cache hit)", runs, || {}, || kh(&["get", "aws"]))?;
+    let concurrency = 64;
+    let mut one_cold = Vec::new();
+    let mut many_cold = Vec::new();
+    for _ in 0..slow_runs.min(20) {
+        clear_entries();
+        one_cold.push(time_concurrent(1, &|| kh(&["get", "work"]))?);
+        clear_entries();
+        many_cold.push(time_concurrent(concurrency, &|| kh(&["get", "work"]))?);
+    }
 
     println!();
-    print_table(&[&base_version, &kh_version, &az_alone, &compiled, &precompiled]);
+    print_table(&[
+        &base_version,
+        &kh_version,
+        &base_cat,
+        &warm,
+        &az_alone,
+        &compiled,
+        &cold,
+        &aws_cli,
+        &aws_warm,
+    ]);
     println!();
     ratio("keyhelper --version / trivial binary", &kh_version, &base_version);
-    ratio("get: compile from .wasm / precompiled artifact", &compiled, &precompiled);
+    ratio("warm get / trivial binary reading a file (target <= 1.3)", &warm, &base_cat);
+    ratio("cold get: compiled from .wasm / precompiled", &compiled, &cold);
     println!(
         "{:<58} {:>10}",
-        "get (precompiled) overhead over the provider command",
-        ms(precompiled.median().saturating_sub(az_alone.median()))
+        "cold get overhead over the provider command (target <= 5 ms)",
+        ms(cold.median().saturating_sub(az_alone.median()))
+    );
+    ratio("aws CLI each time / keyhelper cache hit (target >= 300)", &aws_cli, &aws_warm);
+    println!(
+        "{:<58} {:>7.1} MB",
+        "peak RSS of a warm get (target <= 10 MB)",
+        warm.max_rss_kib as f64 / 1024.0
+    );
+    let (one, many) = (percentile(&one_cold, 50), percentile(&many_cold, 50));
+    println!(
+        "{:<58} {:>10} vs {} ({:.1}x)",
+        format!("{concurrency} concurrent cold gets vs one (wall, median)"),
+        ms(many),
+        ms(one),
+        many.as_secs_f64() / one.as_secs_f64()
     );
     Ok(())
 }

@@ -79,7 +79,7 @@ fn wasm_target_installed() -> bool {
 }
 
 /// A Python virtualenv under `target/` with the tools the tests use.
-fn ensure_python_tools() -> Result<PathBuf> {
+pub fn ensure_python_tools() -> Result<PathBuf> {
     let venv = workspace_root().join("target").join("test-tools").join("venv");
     let bin = venv.join("bin");
     let marker = venv.join(".installed");
@@ -112,6 +112,15 @@ pub fn test(args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The example plugin is its own workspace, as a third party's would be.
+    let example = root.join("examples/pass/Cargo.toml");
+    run(Command::new(&cargo).current_dir(&root).args(["fmt", "--check", "--manifest-path"]).arg(&example))?;
+    run(Command::new(&cargo)
+        .current_dir(&root)
+        .args(["clippy", "--all-targets", "--manifest-path"])
+        .arg(&example)
+        .args(["--", "-D", "warnings"]))?;
+    run(Command::new(&cargo).current_dir(&root).args(["test", "--manifest-path"]).arg(&example))?;
     let extra = args.iter().skip_while(|a| *a == "--");
     run(Command::new(&cargo)
         .current_dir(&root)

@@ -11,6 +11,7 @@ use crate::credential::{Secret, Verdict};
 use crate::failure::{ExitClass, Failure};
 use crate::manifest::ProviderManifest;
 use crate::resolve::ResolvedCredential;
+use crate::runtime::capability::Capabilities;
 use crate::store::SecretId;
 use crate::suggest::did_you_mean;
 
@@ -61,7 +62,8 @@ pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
     }
     let secret = read_secret(manifest, &args.connection, args.stdin)?;
 
-    let credential = credential_for_connection(&config, manifest, &args.connection);
+    let granted = env.catalog.granted(&manifest.name).expect("the provider exists");
+    let credential = credential_for_connection(&config, manifest, granted, &args.connection);
     let validation = env.fetcher(&config)?.validate(&credential, &secret, args.verify)?;
     match validation.verdict {
         Verdict::Rejected if args.verify => {
@@ -136,6 +138,7 @@ fn storing_provider<'a>(env: &'a Environment, name: &str) -> Result<&'a Provider
 fn credential_for_connection<'a>(
     config: &Config,
     manifest: &'a ProviderManifest,
+    granted: Capabilities,
     connection: &str,
 ) -> ResolvedCredential<'a> {
     let configured = config.credentials.iter().find(|(_, c)| {
@@ -147,6 +150,7 @@ fn credential_for_connection<'a>(
     ResolvedCredential {
         name: configured.map_or_else(|| manifest.name.clone(), |(name, _)| name.clone()),
         manifest,
+        granted,
         options: manifest.options_with_defaults(&options),
         cache_ttl: None,
         refresh_before: None,

@@ -6,6 +6,7 @@ mod cache;
 mod get;
 mod list;
 mod login;
+mod plugin;
 mod providers;
 mod status;
 mod validate;
@@ -21,6 +22,7 @@ use crate::cache::CredentialCache;
 use crate::config::Config;
 use crate::failure::{ExitClass, Failure};
 use crate::fetcher::CredentialFetcher;
+use crate::installed::InstalledPlugins;
 use crate::interaction::CallerHints;
 use crate::manifest::ProviderCatalog;
 use crate::paths::Dirs;
@@ -61,6 +63,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// List configured credentials and stored secrets (never the secrets themselves).
     List,
+    /// Install, list, inspect and remove provider plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Manage the credential cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -78,7 +83,9 @@ pub struct Environment {
 
 impl Environment {
     fn new(config_override: Option<PathBuf>) -> Result<Self, Failure> {
-        Ok(Self { dirs: Dirs::locate(config_override)?, catalog: ProviderCatalog::bundled() })
+        let dirs = Dirs::locate(config_override)?;
+        let catalog = ProviderCatalog::load(&InstalledPlugins::new(dirs.plugins_dir()), &dirs.providers_dir)?;
+        Ok(Self { dirs, catalog })
     }
 
     /// Reads and checks the config file.
@@ -150,6 +157,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate(args) => validate::run(&env, &args),
         Command::List => list::run(&env),
         Command::Cache(command) => cache::run(&env, &command),
+        Command::Plugin(command) => plugin::run(&env, &command),
         Command::Status => status::run(&env),
     }
 }

@@ -49,6 +49,16 @@ impl Capabilities {
         }
     }
 
+    /// What `self` asks for beyond `granted`.
+    pub fn beyond(&self, granted: &Capabilities) -> Capabilities {
+        Capabilities {
+            exec: self.exec.iter().filter(|e| !granted.exec.contains(e)).cloned().collect(),
+            env: self.env.iter().filter(|e| !granted.env.contains(e)).cloned().collect(),
+            http: self.http.iter().filter(|h| !granted.http.contains(h)).cloned().collect(),
+            stored_secrets: self.stored_secrets && !granted.stored_secrets,
+        }
+    }
+
     /// Whether nothing at all is allowed.
     pub fn is_empty(&self) -> bool {
         self.exec.is_empty() && self.env.is_empty() && self.http.is_empty() && !self.stored_secrets
@@ -279,5 +289,9 @@ mod tests {
         let both = declared.intersect(&granted);
         assert!(both.exec.is_empty() && !both.stored_secrets);
         assert_eq!(both.env, declared.env);
+        let more = declared.beyond(&granted);
+        assert_eq!(more.exec, declared.exec);
+        assert!(more.stored_secrets && more.env.is_empty() && more.http.is_empty());
+        assert!(declared.beyond(&declared).is_empty());
     }
 }

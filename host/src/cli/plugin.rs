@@ -1,0 +1,343 @@
+//! `keyhelper plugin install | list | inspect | remove`: third-party provider
+//! plugins, installed only after the user has seen and granted what they ask for.
+
+use std::borrow::Cow;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Subcommand;
+use sha2::{Digest, Sha256};
+
+use super::Environment;
+use crate::bundled;
+use crate::credential::{Secret, unix_now};
+use crate::failure::{ExitClass, Failure};
+use crate::installed::{InstallRecord, InstalledPlugins};
+use crate::manifest::{Origin, ProviderManifest};
+use crate::runtime::capability::{Capabilities, CapabilityGrant};
+use crate::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use crate::runtime::{LoadedPlugin, PluginRuntime, PluginSource};
+
+/// Subcommands of `keyhelper plugin`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Install a provider plugin: a component `.wasm` with its manifest beside it.
+    Install {
+        /// The component file.
+        path: PathBuf,
+        /// Its provider manifest (default: `plugin.toml` beside the component).
+        #[arg(long, value_name = "PATH")]
+        manifest: Option<PathBuf>,
+        /// The sha256 the component must have (hex); anything else is refused.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Grant what the plugin asks for without asking (needed without a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List plugins: name, version, source, hash and granted capabilities.
+    List,
+    /// Show everything about one plugin and its provider.
+    Inspect {
+        /// The plugin's name.
+        name: String,
+    },
+    /// Remove an installed plugin.
+    Remove {
+        /// The plugin's name.
+        name: String,
+    },
+}
+
+/// Runs `plugin …`.
+pub fn run(env: &Environment, command: &PluginCommand) -> Result<(), Failure> {
+    let installed = InstalledPlugins::new(env.dirs.plugins_dir());
+    match command {
+        PluginCommand::Install { path, manifest, sha256, yes } => {
+            install(env, &installed, path, manifest.as_deref(), sha256.as_deref(), *yes)
+        }
+        PluginCommand::List => list(env, &installed),
+        PluginCommand::Inspect { name } => inspect(env, &installed, name),
+        PluginCommand::Remove { name } => remove(env, &installed, name),
+    }
+}
+
+fn install(
+    env: &Environment,
+    installed: &InstalledPlugins,
+    path: &Path,
+    manifest_path: Option<&Path>,
+    pinned: Option<&str>,
+    yes: bool,
+) -> Result<(), Failure> {
+    let wasm = std::fs::read(path)
+        .map_err(|e| Failure::new(ExitClass::Usage, format!("cannot read {}: {e}", path.display())))?;
+    let sha256 = hex::encode(Sha256::digest(&wasm));
+    if let Some(pinned) = pinned.map(str::to_ascii_lowercase).filter(|p| *p != sha256) {
+        return Err(Failure::new(
+            ExitClass::Plugin,
+            format!("not installed: {} has sha256 {sha256}, not the pinned {pinned}", path.display()),
+        )
+        .hint("check where the file came from; the pin protects you from a different file"));
+    }
+
+    // Is it a component of a supported contract? Checked before anything else.
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let runtime = PluginRuntime::new(env.dirs.artifact_dir())
+        .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot start the plugin runtime: {e:#}")))?;
+    let plugin = runtime
+        .load(&PluginSource { name: &stem, wasm: Cow::Borrowed(&wasm), sha256: &sha256 })
+        .map_err(|e| Failure::from(e).context(format!("not installed: {}", path.display())))?;
+
+    let manifest_path =
+        manifest_path.map(Path::to_path_buf).unwrap_or_else(|| path.with_file_name("plugin.toml"));
+    let manifest_text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        Failure::new(
+            ExitClass::Usage,
+            format!("not installed: cannot read the manifest {}: {e}", manifest_path.display()),
+        )
+        .hint("put the provider manifest in plugin.toml beside the component, or pass --manifest")
+    })?;
+    let manifest = ProviderManifest::parse(&manifest_text).map_err(|e| {
+        Failure::new(
+            ExitClass::Config,
+            format!("not installed: manifest {} is invalid: {e}", manifest_path.display()),
+        )
+    })?;
+    check_identity(&manifest)?;
+    let version = plugin_version(&plugin, &manifest)?;
+
+    let previous = installed.get(&manifest.name).map(|p| p.record.granted);
+    let requested = manifest.capabilities.clone();
+    let new = match &previous {
+        Some(granted) => requested.beyond(granted),
+        None => requested.clone(),
+    };
+    eprintln!(
+        "keyhelper: plugin '{}' {version} (keyhelper:provider@{}, sha256 {sha256}) asks to:",
+        manifest.name,
+        plugin.api_version()
+    );
+    for line in describe_or_nothing(&requested) {
+        let mark = if previous.is_some() && new.describe().contains(&line) { " (new)" } else { "" };
+        eprintln!("  {line}{mark}");
+    }
+    if previous.is_none() || !new.is_empty() {
+        confirm_grant(yes)?;
+    }
+
+    let record = InstallRecord {
+        name: manifest.name.clone(),
+        version,
+        api_version: plugin.api_version().to_string(),
+        source: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string(),
+        sha256,
+        installed_at: unix_now(),
+        granted: requested,
+    };
+    installed.install(&record, &wasm, &manifest_text).map_err(|e| {
+        Failure::new(ExitClass::Store, format!("cannot install plugin '{}': {e}", record.name))
+    })?;
+    if let Some(cache) = env.cache() {
+        let _ = cache.clear(|entry| entry.provider == record.name);
+    }
+    eprintln!("keyhelper: installed plugin '{}' {}", record.name, record.version);
+    Ok(())
+}
+
+/// The manifest must name the plugin it ships with, and not shadow a bundled one.
+fn check_identity(manifest: &ProviderManifest) -> Result<(), Failure> {
+    if manifest.plugin != manifest.name {
+        return Err(Failure::new(
+            ExitClass::Config,
+            format!(
+                "not installed: the manifest's plugin '{}' differs from its name '{}'",
+                manifest.plugin, manifest.name
+            ),
+        )
+        .hint("an installed plugin's manifest sets name and plugin to the same value"));
+    }
+    if bundled::find(&manifest.name).is_some() {
+        return Err(Failure::new(
+            ExitClass::Usage,
+            format!("not installed: '{}' is the name of a bundled plugin", manifest.name),
+        )
+        .hint("choose another name; to change a bundled provider's settings, put a manifest in ~/.config/keyhelper/providers/"));
+    }
+    Ok(())
+}
+
+/// Asks the plugin to describe itself (with no capabilities at all) and checks
+/// it agrees with its manifest; returns its version.
+fn plugin_version(plugin: &LoadedPlugin, manifest: &ProviderManifest) -> Result<String, Failure> {
+    struct NoSecrets;
+    impl StoredSecrets for NoSecrets {
+        fn read(&self, _: &str, _: &str) -> anyhow::Result<Option<Secret>> {
+            Ok(None)
+        }
+    }
+    let nothing = Capabilities::default();
+    let context = CallContext {
+        provider: manifest.name.clone(),
+        grant: CapabilityGrant::new(&nothing, &nothing, &Default::default()),
+        secrets: Arc::new(NoSecrets),
+        limits: Limits::default(),
+        known_secrets: Vec::new(),
+    };
+    let info = plugin.describe(context).map_err(|e| Failure::from(e).context("not installed"))?;
+    let mismatch = |what: String| {
+        Failure::new(
+            ExitClass::Config,
+            format!("not installed: the plugin and its manifest disagree: {what}"),
+        )
+        .hint("make the manifest's name and [options] match what the plugin's describe() returns")
+    };
+    if info.name != manifest.name {
+        return Err(mismatch(format!(
+            "the plugin calls itself '{}', the manifest '{}'",
+            info.name, manifest.name
+        )));
+    }
+    let described: Vec<&str> = info.options.iter().map(|o| o.name.as_str()).collect();
+    let declared: Vec<&str> = manifest.options.keys().map(String::as_str).collect();
+    if let Some(missing) = described.iter().find(|o| !declared.contains(o)) {
+        return Err(mismatch(format!("option `{missing}` is not in the manifest")));
+    }
+    if let Some(extra) = declared.iter().find(|o| !described.contains(o)) {
+        return Err(mismatch(format!("the manifest's option `{extra}` is not one the plugin takes")));
+    }
+    Ok(info.version)
+}
+
+fn describe_or_nothing(capabilities: &Capabilities) -> Vec<String> {
+    let lines = capabilities.describe();
+    if lines.is_empty() { vec!["nothing outside its sandbox".to_string()] } else { lines }
+}
+
+/// Gets the user's consent: `--yes`, or a "y" typed at a terminal.
+fn confirm_grant(yes: bool) -> Result<(), Failure> {
+    if yes {
+        return Ok(());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Failure::new(
+            ExitClass::Usage,
+            "not installed: nobody is at a terminal to grant these capabilities",
+        )
+        .hint("review them above and rerun with --yes to grant them"));
+    }
+    eprint!("Grant these and install? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::new(ExitClass::Usage, e.to_string()))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::new(ExitClass::Usage, "not installed: the grant was declined"))
+    }
+}
+
+fn list(env: &Environment, installed: &InstalledPlugins) -> Result<(), Failure> {
+    let mut out =
+        format!("{:<22} {:<10} {:<14} {:<18} {}\n", "PLUGIN", "VERSION", "SOURCE", "SHA256", "GRANTED");
+    for plugin in bundled::BUNDLED_PLUGINS {
+        let granted = env
+            .catalog
+            .all()
+            .filter(|m| m.plugin == plugin.name)
+            .map(|m| m.capabilities.describe().join("; "))
+            .collect::<Vec<_>>()
+            .join("; ");
+        out.push_str(&format!(
+            "{:<22} {:<10} {:<14} {:<18} {}\n",
+            plugin.name,
+            env!("CARGO_PKG_VERSION"),
+            "bundled",
+            &plugin.sha256[..16],
+            if granted.is_empty() { "nothing".into() } else { granted }
+        ));
+    }
+    for plugin in installed.list() {
+        let record = &plugin.record;
+        out.push_str(&format!(
+            "{:<22} {:<10} {:<14} {:<18} {}\n",
+            record.name,
+            record.version,
+            "installed",
+            &record.sha256[..16],
+            describe_or_nothing(&record.granted).join("; ")
+        ));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn inspect(env: &Environment, installed: &InstalledPlugins, name: &str) -> Result<(), Failure> {
+    let manifest = env.catalog.get(name).ok_or_else(|| {
+        Failure::new(ExitClass::NotFound, format!("no plugin or provider is called '{name}'"))
+            .hint("`keyhelper plugin list` shows the plugins")
+    })?;
+    let mut out = format!("provider:     {} — {}\n", manifest.name, manifest.display_name);
+    out.push_str(&format!("description:  {}\n", manifest.description));
+    out.push_str(&format!("plugin:       {}\n", manifest.plugin));
+    match (env.catalog.origin(name), installed.get(&manifest.plugin), bundled::find(&manifest.plugin)) {
+        (_, Some(plugin), _) => {
+            let r = &plugin.record;
+            out.push_str(&format!(
+                "version:      {}\ncontract:     keyhelper:provider@{}\n",
+                r.version, r.api_version
+            ));
+            out.push_str(&format!("source:       {}\nsha256:       {}\n", r.source, r.sha256));
+            out.push_str(&format!("installed in: {}\n", plugin.dir.display()));
+        }
+        (_, None, Some(plugin)) => {
+            out.push_str(&format!("source:       bundled with keyhelper {}\n", env!("CARGO_PKG_VERSION")));
+            out.push_str(&format!("sha256:       {}\n", plugin.sha256));
+        }
+        _ => out.push_str("source:       (plugin not installed)\n"),
+    }
+    if let Some(Origin::UserManifest(path)) = env.catalog.origin(name) {
+        out.push_str(&format!("manifest:     {} (overrides the bundled one)\n", path.display()));
+    }
+    out.push_str("declares:\n");
+    for line in describe_or_nothing(&manifest.capabilities) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    let granted = env.catalog.granted(name).unwrap_or_default();
+    out.push_str("granted:\n");
+    for line in describe_or_nothing(&granted) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("options:\n");
+    for (option, spec) in &manifest.options {
+        let required = if spec.required { " [required]" } else { "" };
+        out.push_str(&format!("  {option}: {}{required}\n", spec.help));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn remove(env: &Environment, installed: &InstalledPlugins, name: &str) -> Result<(), Failure> {
+    if bundled::find(name).is_some() {
+        return Err(Failure::new(
+            ExitClass::Usage,
+            format!("'{name}' is bundled with keyhelper and cannot be removed"),
+        ));
+    }
+    let removed = installed
+        .remove(name)
+        .map_err(|e| Failure::new(ExitClass::Store, format!("cannot remove plugin '{name}': {e}")))?;
+    if !removed {
+        return Err(Failure::new(ExitClass::NotFound, format!("no plugin '{name}' is installed"))
+            .hint("`keyhelper plugin list` shows the plugins"));
+    }
+    if let Some(cache) = env.cache() {
+        let _ = cache.clear(|entry| entry.provider == name);
+    }
+    eprintln!("keyhelper: removed plugin '{name}'");
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! `keyhelper plugin install | list | inspect | remove` with real components,
+//! and every refusal: not a component, an unsupported contract version, a hash
+//! mismatch, tampering after install, no grant, a capability used but not
+//! declared, and a reinstall that asks for more.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{Home, stderr, stdout};
+
+fn hostile_manifest() -> PathBuf {
+    support::repo_root().join("tests/fixtures/hostile/plugin.toml")
+}
+
+/// Writes a fixture's component (and optionally a manifest) into `dir`.
+fn stage(home: &Home, fixture: &str, manifest: Option<&str>) -> PathBuf {
+    let dir = home.path().join("downloads");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join(format!("{fixture}.wasm"));
+    std::fs::write(&wasm, support::fixture_wasm(fixture)).unwrap();
+    if let Some(manifest) = manifest {
+        std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+    }
+    wasm
+}
+
+fn install(home: &Home, wasm: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["plugin", "install", wasm.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    home.run(&args)
+}
+
+fn installed_hostile(tag: &str) -> Home {
+    let home = Home::new(tag);
+    let wasm = stage(&home, "hostile", Some(&std::fs::read_to_string(hostile_manifest()).unwrap()));
+    let output = install(&home, &wasm, &["--yes"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    home
+}
+
+#[test]
+fn install_list_inspect_use_and_remove() {
+    let home = installed_hostile("plugin-round-trip");
+    let list = stdout(&home.run(&["plugin", "list"]));
+    let line = list.lines().find(|l| l.starts_with("hostile")).expect(&list);
+    assert!(line.contains("0.1.0") && line.contains("installed"), "{line}");
+    assert!(
+        line.contains("run `az account get-access-token **`") && line.contains("read env HOSTILE_ALLOWED"),
+        "{line}"
+    );
+    assert!(list.lines().any(|l| l.starts_with("azure") && l.contains("bundled")), "{list}");
+
+    let inspect = stdout(&home.run(&["plugin", "inspect", "hostile"]));
+    for expected in
+        ["contract:     keyhelper:provider@0.1.0", "granted:", "attack: Which escape to try [required]"]
+    {
+        assert!(inspect.contains(expected), "{expected:?} missing from\n{inspect}");
+    }
+    let sha = inspect.lines().find_map(|l| l.strip_prefix("sha256:       ")).unwrap();
+    assert_eq!(sha.len(), 64);
+
+    home.write_config("[credentials.h]\nprovider = \"hostile\"\nattack = \"none\"\n");
+    let get = home.run(&["get", "h"]);
+    assert_eq!(stdout(&get), "benign-secret\n", "{}", stderr(&get));
+
+    let remove = home.run(&["plugin", "remove", "hostile"]);
+    assert!(remove.status.success(), "{}", stderr(&remove));
+    let gone = home.run(&["get", "h"]);
+    assert_eq!(gone.status.code(), Some(3), "{}", stderr(&gone));
+    assert!(stderr(&gone).contains("uses provider 'hostile', which does not exist"), "{}", stderr(&gone));
+    assert_eq!(home.run(&["plugin", "remove", "hostile"]).status.code(), Some(5));
+}
+
+#[test]
+fn a_capability_used_but_not_declared_is_refused_at_run_time() {
+    let home = installed_hostile("plugin-undeclared");
+    home.write_config("[credentials.h]\nprovider = \"hostile\"\nattack = \"undeclared-program\"\n");
+    let output = home.run(&["get", "h"]);
+    assert_eq!(output.status.code(), Some(6), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains(
+            "keyhelper: warning: the sandbox refused a request from plugin 'hostile': running `curl`"
+        ),
+        "{err}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn what_is_not_a_plugin_of_a_supported_contract_is_refused_first() {
+    let home = Home::new("plugin-not-component");
+    let dir = home.path().join("downloads");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.toml"), "this manifest is never read").unwrap();
+    let cases: [(&str, &[u8], &str); 2] = [
+        ("junk.wasm", b"#!/bin/sh\necho pwned\n", "is not a WebAssembly component"),
+        ("core.wasm", &[0, b'a', b's', b'm', 1, 0, 0, 0], "is a core WebAssembly module, not a component"),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let output = install(&home, &path, &["--yes"]);
+        assert_eq!(output.status.code(), Some(9), "{}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+    }
+    let future = stage(&home, "future-version", None);
+    let output = install(&home, &future, &["--yes"]);
+    assert_eq!(output.status.code(), Some(9));
+    assert!(stderr(&output).contains("was built for keyhelper:provider@0.9.0"), "{}", stderr(&output));
+    let greeter = stage(&home, "wrong-world", None);
+    assert!(stderr(&install(&home, &greeter, &["--yes"])).contains("is not a keyhelper provider plugin"));
+    assert!(!stdout(&home.run(&["plugin", "list"])).contains("installed"), "nothing was installed");
+}
+
+#[test]
+fn a_hash_pin_mismatch_is_refused() {
+    let home = Home::new("plugin-pin");
+    let wasm = stage(&home, "hostile", Some(&std::fs::read_to_string(hostile_manifest()).unwrap()));
+    let output = install(&home, &wasm, &["--yes", "--sha256", &"0".repeat(64)]);
+    assert_eq!(output.status.code(), Some(9));
+    assert!(stderr(&output).contains("not the pinned 0000"), "{}", stderr(&output));
+    let right = support::sha256_hex(&std::fs::read(&wasm).unwrap()).to_uppercase();
+    let output = install(&home, &wasm, &["--yes", "--sha256", &right]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn a_plugin_changed_after_install_is_refused_until_reinstalled() {
+    let home = installed_hostile("plugin-tampered");
+    home.write_config("[credentials.h]\nprovider = \"hostile\"\nattack = \"none\"\n");
+    let installed = home.path().join(".local/share/keyhelper/plugins/hostile/plugin.wasm");
+    let mut bytes = std::fs::read(&installed).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&installed, bytes).unwrap();
+    let output = home.run(&["get", "h"]);
+    assert_eq!(output.status.code(), Some(9), "{}", stderr(&output));
+    assert!(stderr(&output).contains("changed since it was installed"), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn without_a_grant_nothing_is_installed() {
+    let home = Home::new("plugin-no-grant");
+    let wasm = stage(&home, "hostile", Some(&std::fs::read_to_string(hostile_manifest()).unwrap()));
+    let output = install(&home, &wasm, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("asks to:") && err.contains("run `sleep *`"), "the review was shown: {err}");
+    assert!(err.contains("nobody is at a terminal to grant these capabilities (hint: review them above and rerun with --yes"), "{err}");
+    assert!(!home.path().join(".local/share/keyhelper/plugins/hostile").exists());
+}
+
+#[test]
+fn a_reinstall_asking_for_more_needs_a_fresh_grant() {
+    let home = Home::new("plugin-more");
+    let full = std::fs::read_to_string(hostile_manifest()).unwrap();
+    let smaller = full.replace("    { command = \"yes\", args = [] },\n", "");
+    assert_ne!(smaller, full);
+    let wasm = stage(&home, "hostile", Some(&smaller));
+    assert!(install(&home, &wasm, &["--yes"]).status.success());
+    std::fs::write(wasm.with_file_name("plugin.toml"), &full).unwrap();
+    let output = install(&home, &wasm, &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("run `yes` (new)"), "{}", stderr(&output));
+    let inspect = stdout(&home.run(&["plugin", "inspect", "hostile"]));
+    assert!(!inspect.contains("run `yes`"), "the larger grant was not recorded: {inspect}");
+    assert!(install(&home, &wasm, &["--yes"]).status.success());
+    let again = install(&home, &wasm, &[]);
+    assert!(again.status.success(), "same capabilities need no new grant: {}", stderr(&again));
+}
+
+#[test]
+fn a_manifest_that_disagrees_with_its_plugin_or_shadows_a_bundled_one_is_refused() {
+    let home = Home::new("plugin-mismatch");
+    let full = std::fs::read_to_string(hostile_manifest()).unwrap();
+    let extra_option = format!("{full}\n[options.bogus]\nhelp = \"not a real option\"\n");
+    let wasm = stage(&home, "hostile", Some(&extra_option));
+    let output = install(&home, &wasm, &["--yes"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("the manifest's option `bogus` is not one the plugin takes"),
+        "{}",
+        stderr(&output)
+    );
+    let renamed = full
+        .replace("name = \"hostile\"", "name = \"azure\"")
+        .replace("plugin = \"hostile\"", "plugin = \"azure\"");
+    std::fs::write(wasm.with_file_name("plugin.toml"), renamed).unwrap();
+    let output = install(&home, &wasm, &["--yes"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("'azure' is the name of a bundled plugin"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_user_manifest_overrides_the_bundled_one() {
+    let home = Home::new("plugin-user-manifest");
+    let log = home.bin().join("az.log");
+    home.fake_tool(
+        "az",
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\necho '{{\"accessToken\":\"tok\",\"expires_on\":4102444800}}'\n",
+            log.display()
+        ),
+    );
+    let bundled = std::fs::read_to_string(support::repo_root().join("providers/azure.toml")).unwrap();
+    let custom =
+        bundled.replace("[options.tenant]\n", "[options.tenant]\ndefault = \"contoso.onmicrosoft.com\"\n");
+    let dir = home.path().join(".config/keyhelper/providers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("azure.toml"), custom).unwrap();
+    let output = home.run(&["get", "azure"]);
+    assert_eq!(stdout(&output), "tok\n", "{}", stderr(&output));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("--tenant contoso.onmicrosoft.com"));
+    let inspect = stdout(&home.run(&["plugin", "inspect", "azure"]));
+    assert!(inspect.contains("(overrides the bundled one)"), "{inspect}");
+
+    std::fs::write(dir.join("azure.toml"), "name = \"azure\"\nbogus = 1\n").unwrap();
+    let broken = home.run(&["get", "azure"]);
+    assert_eq!(broken.status.code(), Some(3));
+    assert!(
+        stderr(&broken).contains("providers/azure.toml is invalid: line 2, column 1: unknown field `bogus`"),
+        "{}",
+        stderr(&broken)
+    );
+}
