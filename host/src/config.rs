@@ -34,6 +34,10 @@ pub struct Config {
     pub settings: Settings,
     /// Configured credentials by name.
     pub credentials: BTreeMap<String, CredentialConfig>,
+    /// `[git."host"]`: which credential `keyhelper git-credential` hands git for a host.
+    pub git: BTreeMap<String, HostBinding>,
+    /// `[docker."registry"]`: which credential the Docker helper hands out for a registry.
+    pub docker: BTreeMap<String, HostBinding>,
 }
 
 /// The `[settings]` table.
@@ -83,6 +87,21 @@ struct RawConfig {
     settings: Settings,
     #[serde(default)]
     credentials: BTreeMap<Spanned<String>, Spanned<RawTable>>,
+    #[serde(default)]
+    git: BTreeMap<String, Spanned<HostBinding>>,
+    #[serde(default)]
+    docker: BTreeMap<String, Spanned<HostBinding>>,
+}
+
+/// A `[git."host"]` or `[docker."registry"]` table: the credential that
+/// serves that host, and the username to pair it with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostBinding {
+    /// A configured credential, or a provider name.
+    pub credential: String,
+    /// The username sent with the secret.
+    pub username: Option<String>,
 }
 
 impl Config {
@@ -127,15 +146,44 @@ impl Config {
             )?;
             credentials.insert(name.into_inner(), credential);
         }
-        let config = Self { path: path.to_path_buf(), settings: raw.settings, credentials };
+        let mut config =
+            Self { path: path.to_path_buf(), settings: raw.settings, credentials, ..Self::default() };
         config.check_fallbacks(catalog).map_err(|m| at(None, m))?;
+        for (section, bindings) in [("git", raw.git), ("docker", raw.docker)] {
+            for (host, binding) in bindings {
+                let span = binding.span();
+                let binding = binding.into_inner();
+                if !config.names_credential(&binding.credential, catalog) {
+                    let known = config.credentials.keys().map(String::as_str).chain(catalog.names());
+                    return Err(at(
+                        Some(span),
+                        format!(
+                            "[{section}.\"{host}\"] uses credential '{}', which is neither a credential nor a provider{}",
+                            binding.credential,
+                            did_you_mean(&binding.credential, known)
+                        ),
+                    ));
+                }
+                if section == "docker" && binding.username.is_none() {
+                    return Err(at(Some(span), format!("[docker.\"{host}\"] needs a `username`"))
+                        .hint("the registry's token username, e.g. \"AWS\" for ECR, \"00000000-0000-0000-0000-000000000000\" for ACR"));
+                }
+                let table = if section == "git" { &mut config.git } else { &mut config.docker };
+                table.insert(host, binding);
+            }
+        }
         Ok(config)
+    }
+
+    /// Whether `name` is a configured credential or a provider.
+    fn names_credential(&self, name: &str, catalog: &ProviderCatalog) -> bool {
+        self.credentials.contains_key(name) || catalog.get(name).is_some()
     }
 
     fn check_fallbacks(&self, catalog: &ProviderCatalog) -> Result<(), String> {
         for (name, credential) in &self.credentials {
             for next in &credential.fallback {
-                if !self.credentials.contains_key(next) && catalog.get(next).is_none() {
+                if !self.names_credential(next, catalog) {
                     let known = self.credentials.keys().map(String::as_str).chain(catalog.names());
                     return Err(format!(
                         "credential '{name}' falls back to '{next}', which is neither a credential nor a provider{}",
@@ -321,6 +369,20 @@ mod tests {
         assert_eq!(parse("").unwrap().settings.secret_store, StoreChoice::Auto);
         let err = parse("[settings]\nsecret_store = \"vault\"\n").unwrap_err();
         assert!(err.message.contains("config.toml:2:16") && err.message.contains("auto"), "{}", err.message);
+    }
+
+    #[test]
+    fn git_and_docker_bindings_name_credentials() {
+        let config = parse("[credentials.gh]\nprovider = \"openai\"\n\n[git.\"github.com\"]\ncredential = \"gh\"\n\n[docker.\"registry.example.com\"]\ncredential = \"azure\"\nusername = \"00000000-0000-0000-0000-000000000000\"\n").unwrap();
+        assert_eq!(config.git["github.com"].credential, "gh");
+        assert_eq!(
+            config.docker["registry.example.com"].username.as_deref(),
+            Some("00000000-0000-0000-0000-000000000000")
+        );
+        let err = parse("[git.\"github.com\"]\ncredential = \"gh\"\n").unwrap_err();
+        assert!(err.message.contains("uses credential 'gh', which is neither"), "{}", err.message);
+        let err = parse("[docker.\"r\"]\ncredential = \"azure\"\n").unwrap_err();
+        assert!(err.message.contains("needs a `username`"), "{}", err.message);
     }
 
     #[test]

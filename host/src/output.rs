@@ -4,8 +4,12 @@
 use std::io::Write;
 
 use clap::ValueEnum;
+use serde_json::{Map, Value, json};
 
 use crate::credential::Credential;
+use crate::failure::{ExitClass, Failure};
+use crate::manifest::Conventions;
+use crate::rfc3339;
 
 /// Output formats of `keyhelper get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -14,22 +18,101 @@ pub enum Format {
     Raw,
     /// `{"token": …, "expires_at": …}` with expiry in unix seconds or null.
     Json,
+    /// `{"token": …, "headers": {…}}` (Claude Desktop / Cowork `inferenceCredentialHelper`).
+    Cowork,
+    /// A JSON object of HTTP headers (Claude Code `headersHelper`, `otelHeadersHelper`).
+    Headers,
+    /// `NAME=value`, with the provider's environment variable.
+    Env,
+    /// A `client.authentication.k8s.io/v1` ExecCredential (kubectl exec plugins).
+    K8s,
+    /// AWS `credential_process` JSON (Version 1), for a secret holding AWS keys.
+    Aws,
 }
 
-/// Renders `credential` in `format`; `newline` ends it with `\n`.
-pub fn render(credential: &Credential, format: Format, newline: bool) -> String {
+/// The header a provider's secret goes in, e.g. `Authorization: Bearer …`.
+fn header(credential: &Credential, conventions: &Conventions) -> (String, String) {
+    let name = conventions.header.clone().unwrap_or_else(|| "Authorization".to_string());
+    let prefix = if conventions.header.is_none() { "Bearer " } else { conventions.header_prefix.as_str() };
+    (name, format!("{prefix}{}", credential.secret.expose()))
+}
+
+/// Renders `credential` in `format` using the provider's `conventions`;
+/// `newline` ends it with `\n`.
+pub fn render(
+    credential: &Credential,
+    format: Format,
+    conventions: &Conventions,
+    newline: bool,
+) -> Result<String, Failure> {
+    let secret = credential.secret.expose();
     let mut out = match format {
-        Format::Raw => credential.secret.expose().to_string(),
-        Format::Json => serde_json::json!({
-            "token": credential.secret.expose(),
-            "expires_at": credential.expires_at,
-        })
-        .to_string(),
+        Format::Raw => secret.to_string(),
+        Format::Json => json!({ "token": secret, "expires_at": credential.expires_at }).to_string(),
+        Format::Cowork => {
+            let (name, value) = header(credential, conventions);
+            json!({ "token": secret, "headers": { name: value } }).to_string()
+        }
+        Format::Headers => {
+            let (name, value) = header(credential, conventions);
+            json!({ name: value }).to_string()
+        }
+        Format::Env => {
+            let name = conventions.env_var.as_deref().ok_or_else(|| {
+                Failure::new(ExitClass::Usage, "this provider names no environment variable for its secret")
+                    .hint("use `keyhelper run --env NAME=credential` or `export NAME=$(keyhelper get …)`")
+            })?;
+            format!("{name}={secret}")
+        }
+        Format::K8s => {
+            let mut status = Map::new();
+            status.insert("token".into(), secret.into());
+            if let Some(expires_at) = credential.expires_at {
+                status.insert("expirationTimestamp".into(), rfc3339::format(expires_at).into());
+            }
+            json!({
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "kind": "ExecCredential",
+                "status": status,
+            })
+            .to_string()
+        }
+        Format::Aws => aws_credential_process(credential)?,
     };
     if newline {
         out.push('\n');
     }
-    out
+    Ok(out)
+}
+
+/// `credential_process` output from a secret that is a JSON object with
+/// `AccessKeyId` and `SecretAccessKey` (and optionally `SessionToken`,
+/// `Expiration`, `AccountId`). Never quotes the secret in an error.
+fn aws_credential_process(credential: &Credential) -> Result<String, Failure> {
+    let not_keys = |what: &str| {
+        Failure::new(ExitClass::Usage, format!("--format aws needs a secret holding AWS keys, but {what}"))
+            .hint("store a JSON object with AccessKeyId and SecretAccessKey (and SessionToken, Expiration)")
+    };
+    let object: Map<String, Value> = serde_json::from_str(credential.secret.expose())
+        .map_err(|_| not_keys("this secret is not a JSON object"))?;
+    let field = |name: &str| object.get(name).and_then(Value::as_str);
+    let (Some(access_key), Some(secret_key)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
+        return Err(not_keys("this secret lacks AccessKeyId or SecretAccessKey"));
+    };
+    let mut out = Map::new();
+    out.insert("Version".into(), 1.into());
+    out.insert("AccessKeyId".into(), access_key.into());
+    out.insert("SecretAccessKey".into(), secret_key.into());
+    for optional in ["SessionToken", "AccountId"] {
+        if let Some(value) = field(optional) {
+            out.insert(optional.into(), value.into());
+        }
+    }
+    let expiration = field("Expiration").map(str::to_string).or(credential.expires_at.map(rfc3339::format));
+    if let Some(expiration) = expiration {
+        out.insert("Expiration".into(), expiration.into());
+    }
+    Ok(Value::Object(out).to_string())
 }
 
 /// Writes the rendered credential to stdout in one write.
@@ -44,25 +127,75 @@ mod tests {
     use super::*;
     use crate::credential::Secret;
 
-    fn credential(expires_at: Option<i64>) -> Credential {
-        Credential { secret: Secret::new("sk-abc"), expires_at, metadata: vec![] }
+    fn credential(secret: &str, expires_at: Option<i64>) -> Credential {
+        Credential { secret: Secret::new(secret), expires_at, metadata: vec![] }
+    }
+
+    fn openai() -> Conventions {
+        Conventions {
+            env_var: Some("OPENAI_API_KEY".into()),
+            header: Some("Authorization".into()),
+            header_prefix: "Bearer ".into(),
+            key_pattern: None,
+        }
+    }
+
+    fn render_ok(c: &Credential, format: Format, conventions: &Conventions) -> String {
+        render(c, format, conventions, false).unwrap()
     }
 
     #[test]
-    fn raw_is_the_secret_and_one_newline() {
-        assert_eq!(render(&credential(None), Format::Raw, true), "sk-abc\n");
-        assert_eq!(render(&credential(None), Format::Raw, false), "sk-abc");
+    fn raw_and_json() {
+        let c = credential("sk-abc", Some(1795527667));
+        assert_eq!(render(&c, Format::Raw, &openai(), true).unwrap(), "sk-abc\n");
+        assert_eq!(render_ok(&c, Format::Raw, &openai()), "sk-abc");
+        assert_eq!(render_ok(&c, Format::Json, &openai()), r#"{"expires_at":1795527667,"token":"sk-abc"}"#);
+        assert_eq!(
+            render_ok(&credential("x", None), Format::Json, &openai()),
+            r#"{"expires_at":null,"token":"x"}"#
+        );
     }
 
     #[test]
-    fn json_has_token_and_expiry() {
+    fn headers_cowork_and_env_follow_the_manifest() {
+        let c = credential("sk-abc", None);
+        assert_eq!(render_ok(&c, Format::Headers, &openai()), r#"{"Authorization":"Bearer sk-abc"}"#);
         assert_eq!(
-            render(&credential(Some(1795527667)), Format::Json, true),
-            "{\"expires_at\":1795527667,\"token\":\"sk-abc\"}\n"
+            render_ok(&c, Format::Cowork, &openai()),
+            r#"{"headers":{"Authorization":"Bearer sk-abc"},"token":"sk-abc"}"#
         );
-        assert_eq!(
-            render(&credential(None), Format::Json, false),
-            "{\"expires_at\":null,\"token\":\"sk-abc\"}"
+        assert_eq!(render_ok(&c, Format::Env, &openai()), "OPENAI_API_KEY=sk-abc");
+        let azure_key =
+            Conventions { header: Some("api-key".into()), header_prefix: String::new(), ..openai() };
+        assert_eq!(render_ok(&c, Format::Headers, &azure_key), r#"{"api-key":"sk-abc"}"#);
+        assert!(render(&c, Format::Env, &Conventions::default(), false).is_err());
+    }
+
+    #[test]
+    fn k8s_exec_credential_has_the_v1_required_fields() {
+        let out: Value =
+            serde_json::from_str(&render_ok(&credential("tok", Some(1795527667)), Format::K8s, &openai()))
+                .unwrap();
+        assert_eq!(out["apiVersion"], "client.authentication.k8s.io/v1");
+        assert_eq!(out["kind"], "ExecCredential");
+        assert_eq!(out["status"]["token"], "tok");
+        assert_eq!(out["status"]["expirationTimestamp"], "2026-11-24T13:41:07Z");
+    }
+
+    #[test]
+    fn aws_needs_keys_and_never_echoes_the_secret() {
+        let keys = credential(
+            r#"{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"wJalr","SessionToken":"tok"}"#,
+            Some(1795527667),
         );
+        let out: Value = serde_json::from_str(&render_ok(&keys, Format::Aws, &openai())).unwrap();
+        assert_eq!(out["Version"], 1);
+        assert_eq!(out["AccessKeyId"], "AKIAEXAMPLE");
+        assert_eq!(out["SessionToken"], "tok");
+        assert_eq!(out["Expiration"], "2026-11-24T13:41:07Z");
+        for bad in ["sk-not-json", r#"{"AccessKeyId":"AKIA"}"#] {
+            let err = render(&credential(bad, None), Format::Aws, &openai(), false).unwrap_err();
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use super::Environment;
 use crate::broker::GetOptions;
 use crate::failure::{ExitClass, Failure};
 use crate::output::{self, Format};
+use crate::resolve::resolve;
 
 /// Arguments of `keyhelper get`.
 #[derive(Debug, Args)]
@@ -33,6 +34,7 @@ pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
     let config = env.config()?;
     let options = GetOptions { min_ttl: args.min_ttl.unwrap_or_default(), no_cache: args.no_cache };
     let served = env.broker(&config)?.get(&args.name, options)?;
-    output::print(&output::render(&served.credential, args.format, !args.no_newline))
+    let conventions = &resolve(&served.served_by, &config, &env.catalog)?.manifest.conventions;
+    output::print(&output::render(&served.credential, args.format, conventions, !args.no_newline)?)
         .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot write to stdout: {e}")))
 }

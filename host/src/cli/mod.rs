@@ -3,11 +3,16 @@
 //! stderr, an exit code per class of failure).
 
 mod cache;
+mod docker;
+mod export;
 mod get;
+mod git_credential;
 mod list;
 mod login;
 mod plugin;
 mod providers;
+mod run;
+mod secret_env;
 mod status;
 mod validate;
 
@@ -63,6 +68,17 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// List configured credentials and stored secrets (never the secrets themselves).
     List,
+    /// Run a program with secrets in its environment.
+    Run(run::RunArgs),
+    /// Print secrets as shell exports, a .env file or JSON.
+    Export(export::ExportArgs),
+    /// git's credential helper (`credential.helper = !keyhelper git-credential`).
+    GitCredential(git_credential::GitCredentialArgs),
+    /// Docker's credential helper; `docker-credential-keyhelper` (a symlink) runs this.
+    DockerCredential {
+        /// get, list, store, erase or version.
+        action: String,
+    },
     /// Install, list, inspect and remove provider plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -133,13 +149,19 @@ impl Environment {
 
 /// Runs keyhelper with the process's arguments; returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Docker runs credential helpers as `docker-credential-<name> <action>`.
+    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).map(|n| n.to_owned());
+    if invoked_as.is_some_and(|name| name == "docker-credential-keyhelper") {
+        args.insert(1, "docker-credential".into());
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
     crate::logging::init(cli.verbose);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(failure) => {
             eprintln!("keyhelper: error: {failure}");
             ExitCode::from(failure.class.code())
@@ -147,18 +169,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let env = Environment::new(cli.config)?;
+    let done = |result: Result<(), Failure>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Get(args) => get::run(&env, &args),
-        Command::Providers => providers::run(&env),
-        Command::Login(args) => login::login(&env, &args),
-        Command::Logout(args) => login::logout(&env, &args),
-        Command::Validate(args) => validate::run(&env, &args),
-        Command::List => list::run(&env),
-        Command::Cache(command) => cache::run(&env, &command),
-        Command::Plugin(command) => plugin::run(&env, &command),
-        Command::Status => status::run(&env),
+        Command::Get(args) => done(get::run(&env, &args)),
+        Command::Providers => done(providers::run(&env)),
+        Command::Login(args) => done(login::login(&env, &args)),
+        Command::Logout(args) => done(login::logout(&env, &args)),
+        Command::Validate(args) => done(validate::run(&env, &args)),
+        Command::List => done(list::run(&env)),
+        Command::Cache(command) => done(cache::run(&env, &command)),
+        Command::Plugin(command) => done(plugin::run(&env, &command)),
+        Command::Status => done(status::run(&env)),
+        Command::Run(args) => run::run(&env, &args),
+        Command::Export(args) => done(export::run(&env, &args)),
+        Command::GitCredential(args) => done(git_credential::run(&env, &args)),
+        Command::DockerCredential { action } => Ok(docker::run(&env, &action)),
     }
 }
 
