@@ -23,6 +23,7 @@ pub mod mask;
 pub mod output;
 pub mod paths;
 pub mod private_fs;
+pub mod proxy;
 pub mod resolve;
 pub mod rfc3339;
 pub mod runtime;

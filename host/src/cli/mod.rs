@@ -11,6 +11,7 @@ mod list;
 mod login;
 mod plugin;
 mod providers;
+mod proxy;
 mod run;
 mod secret_env;
 mod status;
@@ -70,6 +71,8 @@ pub enum Command {
     List,
     /// Run a program with secrets in its environment.
     Run(run::RunArgs),
+    /// Serve a local proxy that puts a fresh credential on every request (Aider, opencode, SDKs).
+    Proxy(proxy::ProxyArgs),
     /// Print secrets as shell exports, a .env file or JSON.
     Export(export::ExportArgs),
     /// git's credential helper (`credential.helper = !keyhelper git-credential`).
@@ -183,6 +186,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Plugin(command) => done(plugin::run(&env, &command)),
         Command::Status => done(status::run(&env)),
         Command::Run(args) => run::run(&env, &args),
+        Command::Proxy(args) => done(proxy::run(env, args)),
         Command::Export(args) => done(export::run(&env, &args)),
         Command::GitCredential(args) => done(git_credential::run(&env, &args)),
         Command::DockerCredential { action } => Ok(docker::run(&env, &action)),

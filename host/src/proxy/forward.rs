@@ -1,0 +1,243 @@
+//! Forwards one request: checks the client key, swaps credentials, streams
+//! the bodies, and retries once with a renewed credential on an upstream 401.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::ProxyOptions;
+use super::access::ClientKey;
+use super::credential_source::{Authorization, CredentialSource};
+use crate::failure::{ExitClass, Failure};
+
+/// A body in either direction.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Request bodies up to this size are kept so a request can be retried after
+/// an upstream 401; larger ones stream through without a retry.
+const REPLAYABLE_BODY: u64 = 1 << 20;
+
+/// Headers that carry a credential: the client's are never passed on.
+const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "api-key", "x-api-key", "proxy-authorization"];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
+const HOP_BY_HOP: [&str; 8] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"];
+
+/// The proxy's request handler.
+pub struct Forwarder {
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    upstream: Uri,
+    credentials: CredentialSource,
+    client_key: ClientKey,
+}
+
+enum OutgoingBody {
+    Replayable(Bytes),
+    Streaming(Incoming),
+}
+
+impl Forwarder {
+    /// A forwarder to `options.upstream` over TLS (the platform's roots, or
+    /// `--upstream-ca`) or plain HTTP, with pooled keep-alive connections.
+    pub fn new(
+        options: &ProxyOptions,
+        credentials: CredentialSource,
+        client_key: ClientKey,
+    ) -> Result<Self, Failure> {
+        let tls = tls_config(options)?;
+        let connector =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { client, upstream: options.upstream.clone(), credentials, client_key })
+    }
+
+    /// Handles one client request; every failure becomes a JSON error response.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        if !self.client_key.admits(request.headers()) {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "keyhelper proxy: missing or wrong client key; use the OPENAI_API_KEY it printed at start-up",
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path().to_string();
+        // No Content-Length and no Transfer-Encoding means no body (RFC 9112 §6.3).
+        let length = match parts.headers.get(header::CONTENT_LENGTH) {
+            Some(value) => value.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
+            None if parts.headers.contains_key(header::TRANSFER_ENCODING) => None,
+            None => Some(0),
+        };
+        let body = match length {
+            Some(n) if n <= REPLAYABLE_BODY => match body.collect().await {
+                Ok(collected) => OutgoingBody::Replayable(collected.to_bytes()),
+                Err(e) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        &format!("keyhelper proxy: reading the request failed: {e}"),
+                    );
+                }
+            },
+            _ => OutgoingBody::Streaming(body),
+        };
+        let uri = match self.upstream_uri(&parts.uri) {
+            Ok(uri) => uri,
+            Err(message) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &message),
+        };
+        let authorization = match self.credentials.current().await {
+            Ok(a) => a,
+            Err(failure) => return credential_error(&failure),
+        };
+        let replay = match &body {
+            OutgoingBody::Replayable(bytes) => Some(bytes.clone()),
+            OutgoingBody::Streaming(_) => None,
+        };
+        let first = self.send(&parts, &uri, body, &authorization).await;
+        let response = match (first, replay) {
+            (Ok(response), Some(bytes)) if response.status() == StatusCode::UNAUTHORIZED => {
+                tracing::info!("upstream refused the credential on {path}; renewing it and retrying once");
+                match self.credentials.renew_after_rejection(&authorization.secret).await {
+                    Ok(renewed) => self.send(&parts, &uri, OutgoingBody::Replayable(bytes), &renewed).await,
+                    Err(failure) => return credential_error(&failure),
+                }
+            }
+            (first, _) => first,
+        };
+        match response {
+            Ok(response) => {
+                tracing::debug!("{} {path} → {}", parts.method, response.status());
+                pass_back(response)
+            }
+            Err(e) => error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                &format!("keyhelper proxy: cannot reach the upstream {}: {}", self.upstream, root_cause(&e)),
+            ),
+        }
+    }
+
+    async fn send(
+        &self,
+        parts: &hyper::http::request::Parts,
+        uri: &Uri,
+        body: OutgoingBody,
+        authorization: &Authorization,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        let mut request =
+            Request::builder().method(parts.method.clone()).uri(uri.clone()).version(hyper::Version::HTTP_11);
+        let headers = request.headers_mut().expect("a fresh builder has headers");
+        copy_end_to_end(&parts.headers, headers);
+        for name in CREDENTIAL_HEADERS {
+            headers.remove(name);
+        }
+        headers.insert(authorization.name.clone(), authorization.value.clone());
+        let body: ProxyBody = match body {
+            OutgoingBody::Replayable(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),
+            OutgoingBody::Streaming(incoming) => incoming.boxed(),
+        };
+        self.client.request(request.body(body).expect("method, uri and headers are valid")).await
+    }
+
+    /// The upstream URL for a request: upstream scheme, host and path prefix,
+    /// then the request's path and query.
+    fn upstream_uri(&self, request: &Uri) -> Result<Uri, String> {
+        let prefix = self.upstream.path().trim_end_matches('/');
+        let path_and_query = request.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut parts = self.upstream.clone().into_parts();
+        parts.path_and_query = Some(
+            format!("{prefix}{path_and_query}")
+                .parse()
+                .map_err(|e| format!("keyhelper proxy: bad request path: {e}"))?,
+        );
+        Uri::from_parts(parts).map_err(|e| format!("keyhelper proxy: bad upstream URL: {e}"))
+    }
+}
+
+/// The upstream's response, its body streamed as it arrives.
+fn pass_back(response: Response<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = response.into_parts();
+    let mut out = Response::builder().status(parts.status);
+    copy_end_to_end(&parts.headers, out.headers_mut().expect("a fresh builder has headers"));
+    out.body(body.boxed()).expect("status and headers are valid")
+}
+
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+    let named_in_connection: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for (name, value) in from {
+        let lower = name.as_str();
+        if !HOP_BY_HOP.contains(&lower) && !named_in_connection.iter().any(|n| n == lower) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+fn credential_error(failure: &Failure) -> Response<ProxyBody> {
+    let status = match failure.class {
+        ExitClass::NeedsLogin | ExitClass::Denied => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error_response(status, "credential_unavailable", &format!("keyhelper proxy: {failure}"))
+}
+
+/// An OpenAI-style JSON error body.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body =
+        serde_json::json!({ "error": { "message": message, "type": "keyhelper_proxy", "code": code } })
+            .to_string();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
+        .expect("a static response is valid")
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// TLS to the upstream: the platform's trust store, or only `--upstream-ca`
+/// when given (a private CA for a corporate gateway, or a test's).
+fn tls_config(options: &ProxyOptions) -> Result<ClientConfig, Failure> {
+    let tls_error =
+        |e: String| Failure::new(ExitClass::Config, format!("cannot set up TLS for the upstream: {e}"));
+    match &options.upstream_ca {
+        None => {
+            use rustls_platform_verifier::ConfigVerifierExt;
+            ClientConfig::with_platform_verifier().map_err(|e| tls_error(e.to_string()))
+        }
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| tls_error(format!("{}: {e}", path.display())))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+            }
+            Ok(ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `keyhelper proxy` with a real OpenAI client (the `openai` Python package)
+//! against a mock upstream (`tests/proxy/upstream.py`, plain HTTP and TLS with
+//! a throwaway CA) that accepts only unexpired, unrevoked tokens, while a fake
+//! `az` issues tokens that expire within seconds.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::Home;
+
+const CLIENT_KEY: &str = "test-client-key-0123456789";
+
+/// A home whose `az` issues `token-<n>-<expiry>`, valid for `ttl` seconds.
+fn home(tag: &str, ttl: u32) -> Home {
+    let home = Home::new(tag);
+    let calls = home.bin().join("calls");
+    home.fake_tool(
+        "az",
+        &format!(
+            "#!/bin/sh\necho call >> '{c}'\nn=$(wc -l < '{c}')\nexp=$(( $(date +%s) + {ttl} ))\necho \"{{\\\"accessToken\\\":\\\"token-$n-$exp\\\",\\\"expires_on\\\":$exp}}\"\n",
+            c = calls.display()
+        ),
+    );
+    home.write_config("[credentials.work]\nprovider = \"azure\"\nrefresh_before = \"2s\"\n");
+    home
+}
+
+fn az_calls(home: &Home) -> usize {
+    std::fs::read_to_string(home.bin().join("calls")).map_or(0, |s| s.lines().count())
+}
+
+struct Upstream {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    min_token: PathBuf,
+}
+
+impl Upstream {
+    fn start(home: &Home, tls: Option<&Path>) -> Self {
+        let dir = home.path();
+        let port_file = dir.join("upstream.port");
+        let mut command = Command::new(support::python_tools().join("python"));
+        command
+            .arg(support::repo_root().join("tests/proxy/upstream.py"))
+            .args([
+                "--port-file",
+                port_file.to_str().unwrap(),
+                "--log",
+                dir.join("upstream.log").to_str().unwrap(),
+            ])
+            .args(["--min-token-file", dir.join("min_token").to_str().unwrap()]);
+        if let Some(certs) = tls {
+            command.args([
+                "--cert",
+                certs.join("server.pem").to_str().unwrap(),
+                "--key",
+                certs.join("server.key").to_str().unwrap(),
+            ]);
+        }
+        let child = command.spawn().expect("starting the mock upstream");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                break port.trim().parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "the mock upstream did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { child, port, log: dir.join("upstream.log"), min_token: dir.join("min_token") }
+    }
+
+    fn statuses(&self) -> Vec<u64> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_u64().unwrap())
+            .collect()
+    }
+
+    fn saw_client_key(&self) -> bool {
+        std::fs::read_to_string(&self.log).unwrap_or_default().contains("\"client_key_seen\": true")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Proxy {
+    child: Child,
+    address: String,
+}
+
+impl Proxy {
+    fn start(home: &Home, upstream: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["proxy", "work", "--upstream", upstream, "--client-key", CLIENT_KEY];
+        args.extend_from_slice(extra);
+        let mut child = home.keyhelper(&args).stderr(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("the proxy exited before listening").unwrap();
+            if let Some(rest) = line.strip_prefix("keyhelper: proxying http://") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, address }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}/v1", self.address)
+    }
+
+    /// One raw HTTP/1.1 request; returns status and body.
+    fn request(&self, path: &str, key: Option<&str>) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n", self.address)
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openai_session(proxy: &Proxy, seconds: u32) -> serde_json::Value {
+    let output = Command::new(support::python_tools().join("python"))
+        .arg(support::repo_root().join("tests/proxy/client.py"))
+        .args([&proxy.base(), CLIENT_KEY, &seconds.to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", support::stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn a_session_spanning_token_rotations_never_sees_a_401_and_streams_incrementally() {
+    let home = home("proxy-rotation", 4);
+    let upstream = Upstream::start(&home, None);
+    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &[]);
+    let session = openai_session(&proxy, 9);
+    assert_eq!(session["errors"], serde_json::json!([]), "{session}");
+    assert!(session["requests"].as_u64().unwrap() >= 20, "{session}");
+    assert!(az_calls(&home) >= 3, "tokens rotated only {} times", az_calls(&home));
+    assert!(!upstream.saw_client_key(), "the client key reached the upstream");
+
+    let offsets: Vec<f64> =
+        session["chunk_offsets"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(offsets.len() >= 5, "{offsets:?}");
+    assert!(offsets[0] < 0.5, "the first chunk waited for the whole response: {offsets:?}");
+    assert!(offsets[offsets.len() - 1] - offsets[0] > 0.6, "chunks arrived together: {offsets:?}");
+}
+
+#[test]
+fn a_revoked_token_is_renewed_and_the_request_retried_once() {
+    let home = home("proxy-revoked", 3600);
+    let upstream = Upstream::start(&home, None);
+    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &[]);
+    assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 200);
+    std::fs::write(&upstream.min_token, "2").unwrap();
+    let (status, body) = proxy.request("/v1/models", Some(CLIENT_KEY));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream.statuses(), [200, 401, 200]);
+    assert_eq!(az_calls(&home), 2);
+}
+
+#[test]
+fn clients_without_the_key_get_401_and_never_reach_the_upstream() {
+    let home = home("proxy-client-key", 3600);
+    let upstream = Upstream::start(&home, None);
+    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &[]);
+    for key in [None, Some("wrong-key-0123456789"), Some("token-1-4102444800")] {
+        let (status, body) = proxy.request("/v1/models", key);
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("missing or wrong client key"), "{body}");
+    }
+    assert!(upstream.statuses().is_empty());
+    assert_eq!(az_calls(&home), 0);
+}
+
+#[test]
+fn an_unreachable_upstream_is_a_502_with_a_clear_body() {
+    let home = home("proxy-down", 3600);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{closed}"), &[]);
+    let (status, body) = proxy.request("/v1/models", Some(CLIENT_KEY));
+    assert_eq!(status, 502);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot reach the upstream") && message.contains("onnection refused"),
+        "{message}"
+    );
+    assert!(!message.contains("token-"), "{message}");
+}
+
+#[test]
+fn tls_upstreams_are_verified_against_the_given_ca() {
+    let home = home("proxy-tls", 3600);
+    let certs = home.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let made = Command::new(support::python_tools().join("python"))
+        .arg(support::repo_root().join("tests/proxy/make_certs.py"))
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", support::stderr(&made));
+    let upstream = Upstream::start(&home, Some(&certs));
+    let url = format!("https://127.0.0.1:{}", upstream.port);
+    let trusted = Proxy::start(&home, &url, &["--upstream-ca", certs.join("ca.pem").to_str().unwrap()]);
+    let session = openai_session(&trusted, 2);
+    assert_eq!(session["errors"], serde_json::json!([]), "{session}");
+
+    let untrusting = Proxy::start(&home, &url, &[]);
+    let (status, body) = untrusting.request("/v1/models", Some(CLIENT_KEY));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
+}
+
+#[test]
+fn sigterm_stops_the_proxy_cleanly() {
+    let home = home("proxy-sigterm", 3600);
+    let upstream = Upstream::start(&home, None);
+    let mut proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &[]);
+    assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 200);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(proxy.child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
