@@ -296,6 +296,25 @@ pub fn bench(args: &[String]) -> Result<()> {
         many_cold.push(time_concurrent(concurrency, &|| kh(&["get", "work"]))?);
     }
 
+    let upstream_port = crate::proxy_bench::start_upstream()?;
+    let client_key = "bench-client-key-0123456789";
+    let (mut proxy, proxy_address) = crate::proxy_bench::start_proxy(kh(&[
+        "proxy",
+        "work",
+        "--upstream",
+        &format!("http://127.0.0.1:{upstream_port}"),
+        "--client-key",
+        client_key,
+    ]))?;
+    let requests = runs * 20;
+    let upstream_address = format!("127.0.0.1:{upstream_port}");
+    crate::proxy_bench::measure(&upstream_address, "x", 200)?;
+    crate::proxy_bench::measure(&proxy_address, client_key, 200)?;
+    let direct = crate::proxy_bench::measure(&upstream_address, "x", requests)?;
+    let proxied = crate::proxy_bench::measure(&proxy_address, client_key, requests)?;
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+
     println!();
     print_table(&[
         &base_version,
@@ -323,6 +342,19 @@ pub fn bench(args: &[String]) -> Result<()> {
         "peak RSS of a warm get (target <= 10 MB)",
         warm.max_rss_kib as f64 / 1024.0
     );
+    let us = |d: Duration| format!("{:.0} us", d.as_secs_f64() * 1e6);
+    let rps = |t: &[Duration]| t.len() as f64 / t.iter().sum::<Duration>().as_secs_f64();
+    let (direct50, direct99) = (percentile(&direct, 50), percentile(&direct, 99));
+    let (proxied50, proxied99) = (percentile(&proxied, 50), percentile(&proxied, 99));
+    println!("{:<58} p50 {} / p99 {}", format!("proxy: direct, {requests} keep-alive GETs"), us(direct50), us(direct99));
+    println!("{:<58} p50 {} / p99 {}", "proxy: through keyhelper proxy", us(proxied50), us(proxied99));
+    println!(
+        "{:<58} p50 {} / p99 {}",
+        "proxy: added latency (target p50 <= 1 ms)",
+        us(proxied50.saturating_sub(direct50)),
+        us(proxied99.saturating_sub(direct99))
+    );
+    println!("{:<58} {:.0} req/s vs {:.0} direct", "proxy: sequential requests per second", rps(&proxied), rps(&direct));
     let (one, many) = (percentile(&one_cold, 50), percentile(&many_cold, 50));
     println!(
         "{:<58} {:>10} vs {} ({:.1}x)",

@@ -10,6 +10,7 @@
 
 mod bench;
 mod plugins;
+mod proxy_bench;
 mod toolchain;
 
 use std::path::PathBuf;
