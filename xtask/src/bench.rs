@@ -346,7 +346,12 @@ pub fn bench(args: &[String]) -> Result<()> {
     let rps = |t: &[Duration]| t.len() as f64 / t.iter().sum::<Duration>().as_secs_f64();
     let (direct50, direct99) = (percentile(&direct, 50), percentile(&direct, 99));
     let (proxied50, proxied99) = (percentile(&proxied, 50), percentile(&proxied, 99));
-    println!("{:<58} p50 {} / p99 {}", format!("proxy: direct, {requests} keep-alive GETs"), us(direct50), us(direct99));
+    println!(
+        "{:<58} p50 {} / p99 {}",
+        format!("proxy: direct, {requests} keep-alive GETs"),
+        us(direct50),
+        us(direct99)
+    );
     println!("{:<58} p50 {} / p99 {}", "proxy: through keyhelper proxy", us(proxied50), us(proxied99));
     println!(
         "{:<58} p50 {} / p99 {}",
@@ -354,7 +359,12 @@ pub fn bench(args: &[String]) -> Result<()> {
         us(proxied50.saturating_sub(direct50)),
         us(proxied99.saturating_sub(direct99))
     );
-    println!("{:<58} {:.0} req/s vs {:.0} direct", "proxy: sequential requests per second", rps(&proxied), rps(&direct));
+    println!(
+        "{:<58} {:.0} req/s vs {:.0} direct",
+        "proxy: sequential requests per second",
+        rps(&proxied),
+        rps(&direct)
+    );
     let (one, many) = (percentile(&one_cold, 50), percentile(&many_cold, 50));
     println!(
         "{:<58} {:>10} vs {} ({:.1}x)",

@@ -23,7 +23,12 @@ pub fn start_upstream() -> Result<u16> {
                     if read_head(&mut reader).is_none() {
                         return;
                     }
-                    if writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok").is_err() {
+                    if writer
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok",
+                        )
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -60,7 +65,8 @@ pub fn measure(address: &str, key: &str, count: usize) -> Result<Vec<Duration>> 
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    let request = format!("GET /v1/models HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\r\n");
+    let request =
+        format!("GET /v1/models HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\r\n");
     let mut times = Vec::with_capacity(count);
     for _ in 0..count {
         let start = Instant::now();
