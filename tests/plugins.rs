@@ -53,7 +53,7 @@ fn install_list_inspect_use_and_remove() {
 
     let inspect = stdout(&home.run(&["plugin", "inspect", "hostile"]));
     for expected in
-        ["contract:     keyhelper:provider@0.1.0", "granted:", "attack: Which escape to try [required]"]
+        ["contract:     keyhelper:provider@0.2.0", "granted:", "attack: Which escape to try [required]"]
     {
         assert!(inspect.contains(expected), "{expected:?} missing from\n{inspect}");
     }
@@ -63,6 +63,11 @@ fn install_list_inspect_use_and_remove() {
     home.write_config("[credentials.h]\nprovider = \"hostile\"\nattack = \"none\"\n");
     let get = home.run(&["get", "h"]);
     assert_eq!(stdout(&get), "benign-secret\n", "{}", stderr(&get));
+    let headers = stdout(&home.run(&["get", "h", "--format", "headers"]));
+    assert_eq!(
+        headers,
+        "{\"Authorization\":\"Bearer benign-secret\",\"X-Fixture-Project\":\"hostile-tests\"}\n"
+    );
 
     let remove = home.run(&["plugin", "remove", "hostile"]);
     assert!(remove.status.success(), "{}", stderr(&remove));

@@ -41,6 +41,8 @@ pub struct Credential {
     pub expires_at: Option<i64>,
     /// Non-secret facts about it.
     pub metadata: Vec<(String, String)>,
+    /// Non-secret HTTP headers to send along with the secret.
+    pub headers: Vec<(String, String)>,
 }
 
 /// The kinds of provider failure, each with its own exit code.

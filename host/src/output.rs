@@ -30,11 +30,15 @@ pub enum Format {
     Aws,
 }
 
-/// The header a provider's secret goes in, e.g. `Authorization: Bearer …`.
-fn header(credential: &Credential, conventions: &Conventions) -> (String, String) {
+/// The headers a consumer sends: the provider's credential header (e.g.
+/// `Authorization: Bearer …`) and any the provider added to the credential.
+fn headers(credential: &Credential, conventions: &Conventions) -> Map<String, Value> {
     let name = conventions.header.clone().unwrap_or_else(|| "Authorization".to_string());
     let prefix = if conventions.header.is_none() { "Bearer " } else { conventions.header_prefix.as_str() };
-    (name, format!("{prefix}{}", credential.secret.expose()))
+    let mut headers: Map<String, Value> =
+        credential.headers.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+    headers.insert(name, format!("{prefix}{}", credential.secret.expose()).into());
+    headers
 }
 
 /// Renders `credential` in `format` using the provider's `conventions`;
@@ -49,14 +53,8 @@ pub fn render(
     let mut out = match format {
         Format::Raw => secret.to_string(),
         Format::Json => json!({ "token": secret, "expires_at": credential.expires_at }).to_string(),
-        Format::Cowork => {
-            let (name, value) = header(credential, conventions);
-            json!({ "token": secret, "headers": { name: value } }).to_string()
-        }
-        Format::Headers => {
-            let (name, value) = header(credential, conventions);
-            json!({ name: value }).to_string()
-        }
+        Format::Cowork => json!({ "token": secret, "headers": headers(credential, conventions) }).to_string(),
+        Format::Headers => Value::Object(headers(credential, conventions)).to_string(),
         Format::Env => {
             let name = conventions.env_var.as_deref().ok_or_else(|| {
                 Failure::new(ExitClass::Usage, "this provider names no environment variable for its secret")
@@ -128,7 +126,7 @@ mod tests {
     use crate::credential::Secret;
 
     fn credential(secret: &str, expires_at: Option<i64>) -> Credential {
-        Credential { secret: Secret::new(secret), expires_at, metadata: vec![] }
+        Credential { secret: Secret::new(secret), expires_at, metadata: vec![], headers: vec![] }
     }
 
     fn openai() -> Conventions {

@@ -32,6 +32,8 @@ pub fn fixture_wasm(name: &str) -> Vec<u8> {
                 "keyhelper-fixture-future-version",
                 "-p",
                 "keyhelper-fixture-wrong-world",
+                "-p",
+                "keyhelper-fixture-legacy-v0_1_0",
             ])
             .status()
             .expect("running cargo to build the test plugins");

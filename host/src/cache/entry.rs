@@ -28,6 +28,8 @@ struct Stored {
     secret: String,
     expires_at: Option<i64>,
     metadata: Vec<(String, String)>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
     cache_until: i64,
     fetched_at: i64,
 }
@@ -42,6 +44,7 @@ impl CachedCredential {
             secret: self.credential.secret.expose().to_string(),
             expires_at: self.credential.expires_at,
             metadata: self.credential.metadata.clone(),
+            headers: self.credential.headers.clone(),
             cache_until: self.cache_until,
             fetched_at: self.fetched_at,
         })
@@ -58,6 +61,7 @@ impl CachedCredential {
                 secret: Secret::new(s.secret),
                 expires_at: s.expires_at,
                 metadata: s.metadata,
+                headers: s.headers,
             },
             cache_until: s.cache_until,
             fetched_at: s.fetched_at,
@@ -96,6 +100,7 @@ mod tests {
                 secret: Secret::new("tok"),
                 expires_at,
                 metadata: vec![("tenant".into(), "t".into())],
+                headers: vec![("OpenAI-Project".into(), "proj_1".into())],
             },
             cache_until,
             fetched_at: 0,

@@ -30,6 +30,8 @@ pub struct Authorization {
     pub value: HeaderValue,
     /// The bare secret, to recognise it when the upstream rejects it.
     pub secret: Secret,
+    /// Non-secret headers the provider asks to send along.
+    pub extra: Vec<(HeaderName, HeaderValue)>,
 }
 
 struct Memo {
@@ -125,6 +127,14 @@ fn fetch(
     let prefix = options.header_prefix.clone().unwrap_or_else(|| {
         if conventions.header.is_some() { conventions.header_prefix.clone() } else { "Bearer ".into() }
     });
+    let extra = served
+        .credential
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?))
+        })
+        .collect();
     let secret = served.credential.secret;
     let invalid =
         |what: &str| Failure::new(ExitClass::Usage, format!("cannot build the upstream {what} header"));
@@ -137,6 +147,7 @@ fn fetch(
             value
         },
         secret,
+        extra,
     };
     let refresh_before = credential
         .refresh_before

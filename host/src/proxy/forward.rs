@@ -144,6 +144,9 @@ impl Forwarder {
         for name in CREDENTIAL_HEADERS {
             headers.remove(name);
         }
+        for (name, value) in &authorization.extra {
+            headers.insert(name.clone(), value.clone());
+        }
         headers.insert(authorization.name.clone(), authorization.value.clone());
         let body: ProxyBody = match body {
             OutgoingBody::Replayable(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),

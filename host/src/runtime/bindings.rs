@@ -12,3 +12,12 @@ pub mod v0_1_0 {
         world: "plugin",
     });
 }
+
+/// Bindings for `keyhelper:provider@0.2.0` (`wit/since_v0.2.0`), the latest.
+pub mod v0_2_0 {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit/since_v0.2.0",
+        world: "plugin",
+    });
+}

@@ -4,9 +4,8 @@
 
 use std::ffi::OsString;
 
-use super::bindings::v0_1_0::keyhelper::provider::{host, types};
 use super::http;
-use super::process::{self, ProcessError};
+use super::process::{self, ProcessError, ProcessOutput};
 use super::sandbox::PluginState;
 
 /// Longest log line kept from a plugin.
@@ -16,93 +15,129 @@ const MAX_LOG_LINES: usize = 256;
 /// Secrets shorter than this are not searched for in argv (too many false hits).
 const MIN_SECRET_LEN_FOR_ARGV_CHECK: usize = 6;
 
+/// Why a host call did not complete, before it is put in the `host-error` of
+/// the plugin's contract version.
+#[derive(Debug)]
+pub enum HostFailure {
+    /// Not declared or not granted.
+    Denied(String),
+    /// The program is not on `PATH`.
+    NotInstalled(String),
+    /// Allowed, but failed.
+    Failed(String),
+    /// Over its time limit.
+    TimedOut(String),
+    /// Over its size limit.
+    TooLarge(String),
+}
+
+impl From<ProcessError> for HostFailure {
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::NotInstalled(_) => Self::NotInstalled(e.to_string()),
+            ProcessError::Spawn { .. } => Self::Failed(e.to_string()),
+            ProcessError::TimedOut { .. } => Self::TimedOut(e.to_string()),
+            ProcessError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+        }
+    }
+}
+
+impl From<http::HttpError> for HostFailure {
+    fn from(e: http::HttpError) -> Self {
+        match e {
+            http::HttpError::TimedOut(_) => Self::TimedOut(e.to_string()),
+            http::HttpError::TooLarge(..) => Self::TooLarge(e.to_string()),
+            http::HttpError::Failed { .. } => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+/// The host functions, whatever the contract version.
 impl PluginState {
     /// Records a refused host call and builds the error the plugin receives.
-    fn deny(&mut self, reason: String) -> host::HostError {
+    fn deny(&mut self, reason: String) -> HostFailure {
         tracing::debug!("plugin for '{}' denied: {reason}", self.call.provider);
         self.denials.push(reason.clone());
-        host::HostError::Denied(reason)
+        HostFailure::Denied(reason)
     }
 
-    fn check_command(&mut self, command: &host::Command) -> Result<(), host::HostError> {
+    fn check_command(
+        &mut self,
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<(), HostFailure> {
         let grant = &self.call.grant;
         let verdict = grant
-            .check_exec(&command.program, &command.args)
-            .and_then(|()| command.env.iter().try_for_each(|(name, _)| grant.check_env(name)));
+            .check_exec(program, args)
+            .and_then(|()| env.iter().try_for_each(|(name, _)| grant.check_env(name)));
         if let Err(reason) = verdict {
             return Err(self.deny(reason));
         }
         let leaks_secret = self.known_secrets.iter().any(|secret| {
             secret.len() >= MIN_SECRET_LEN_FOR_ARGV_CHECK
-                && command.args.iter().any(|arg| arg.contains(secret.as_str()))
+                && args.iter().any(|arg| arg.contains(secret.as_str()))
         });
         if leaks_secret {
             return Err(self.deny(format!(
-                "passing a secret in the arguments of `{}` is refused (other users can read argv); pass it on stdin or in an environment variable",
-                command.program
+                "passing a secret in the arguments of `{program}` is refused (other users can read argv); pass it on stdin or in an environment variable"
             )));
         }
         Ok(())
     }
 
     /// `PATH`, `HOME`, the granted variables that are set, then the plugin's own.
-    fn child_env(&self, command: &host::Command) -> Vec<(String, OsString)> {
+    fn child_env(&self, extra: &[(String, String)]) -> Vec<(String, OsString)> {
         let inherited =
             ["PATH", "HOME"].into_iter().chain(self.call.grant.env_names().iter().map(String::as_str));
         let mut env: Vec<(String, OsString)> =
             inherited.filter_map(|name| Some((name.to_string(), std::env::var_os(name)?))).collect();
-        for (name, value) in &command.env {
+        for (name, value) in extra {
             env.retain(|(n, _)| n != name);
             env.push((name.clone(), value.into()));
         }
         env
     }
-}
 
-impl types::Host for PluginState {}
-
-impl host::Host for PluginState {
-    fn run(&mut self, command: host::Command) -> Result<host::CommandOutput, host::HostError> {
-        self.check_command(&command)?;
-        let env = self.child_env(&command);
-        tracing::debug!("running `{} {}`", command.program, command.args.join(" "));
+    /// `run`: a declared program with a declared argument pattern.
+    fn run_program(
+        &mut self,
+        program: &str,
+        args: &[String],
+        extra_env: &[(String, String)],
+        stdin: Option<&[u8]>,
+    ) -> Result<ProcessOutput, HostFailure> {
+        self.check_command(program, args, extra_env)?;
+        let env = self.child_env(extra_env);
+        tracing::debug!("running `{program} {}`", args.join(" "));
         let limits = self.call.limits.process;
-        let result = self.host_call(|_| {
-            process::run(&command.program, &command.args, &env, command.stdin.as_deref(), limits)
-        });
-        match result {
-            Ok(out) => {
-                Ok(host::CommandOutput { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr })
-            }
-            Err(e @ ProcessError::NotInstalled(_)) => Err(host::HostError::NotInstalled(e.to_string())),
-            Err(e @ ProcessError::Spawn { .. }) => Err(host::HostError::Failed(e.to_string())),
-            Err(e @ ProcessError::TimedOut { .. }) => Err(host::HostError::TimedOut(e.to_string())),
-            Err(e @ ProcessError::TooLarge { .. }) => Err(host::HostError::TooLarge(e.to_string())),
-        }
+        Ok(self.host_call(|_| process::run(program, args, &env, stdin, limits))?)
     }
 
-    fn env_var(&mut self, name: String) -> Result<Option<String>, host::HostError> {
-        if let Err(reason) = self.call.grant.check_env(&name) {
+    /// `env-var`: a declared variable of keyhelper's environment.
+    fn read_env(&mut self, name: &str) -> Result<Option<String>, HostFailure> {
+        if let Err(reason) = self.call.grant.check_env(name) {
             return Err(self.deny(reason));
         }
-        match std::env::var(&name) {
+        match std::env::var(name) {
             Ok(value) => Ok(Some(value)),
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => {
-                Err(host::HostError::Failed(format!("environment variable {name} is not valid UTF-8")))
+                Err(HostFailure::Failed(format!("environment variable {name} is not valid UTF-8")))
             }
         }
     }
 
-    fn stored_secret(&mut self, connection: String) -> Result<Option<String>, host::HostError> {
+    /// `stored-secret`: this provider's secret for `connection`.
+    fn read_stored_secret(&mut self, connection: &str) -> Result<Option<String>, HostFailure> {
         if let Err(reason) = self.call.grant.check_stored_secrets() {
             return Err(self.deny(reason));
         }
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
         let found = self
-            .host_call(|_| secrets.read(&provider, &connection))
-            .map_err(|e| host::HostError::Failed(format!("could not read the secret store: {e:#}")))?;
+            .host_call(|_| secrets.read(&provider, connection))
+            .map_err(|e| HostFailure::Failed(format!("could not read the secret store: {e:#}")))?;
         Ok(found.map(|secret| {
             let value = secret.expose().to_string();
             self.known_secrets.push(value.clone());
@@ -110,46 +145,109 @@ impl host::Host for PluginState {
         }))
     }
 
-    fn http(&mut self, request: host::HttpRequest) -> Result<host::HttpResponse, host::HostError> {
-        if let Err(reason) = self.call.grant.check_url(&request.url) {
+    /// `http`: a request to a declared URL pattern.
+    fn send_http(&mut self, request: &http::Request<'_>) -> Result<http::Response, HostFailure> {
+        if let Err(reason) = self.call.grant.check_url(request.url) {
             return Err(self.deny(reason));
         }
         let limits = self.call.limits;
-        let outgoing = http::Request {
-            method: &request.method,
-            url: &request.url,
-            headers: &request.headers,
-            body: request.body.as_deref(),
-        };
         tracing::debug!("{} {}", request.method, request.url);
-        match self.host_call(|_| http::send(&outgoing, limits.http_timeout, limits.http_max_body)) {
-            Ok(r) => Ok(host::HttpResponse { status: r.status, headers: r.headers, body: r.body }),
-            Err(e @ http::HttpError::TimedOut(_)) => Err(host::HostError::TimedOut(e.to_string())),
-            Err(e @ http::HttpError::TooLarge(..)) => Err(host::HostError::TooLarge(e.to_string())),
-            Err(e @ http::HttpError::Failed { .. }) => Err(host::HostError::Failed(e.to_string())),
-        }
+        Ok(self.host_call(|_| http::send(request, limits.http_timeout, limits.http_max_body))?)
     }
 
-    fn log(&mut self, level: host::LogLevel, message: String) {
+    /// `log`: kept (bounded) and emitted, redacted, after the call.
+    fn record_log(&mut self, level: tracing::Level, mut message: String) {
         if self.logs.len() >= MAX_LOG_LINES {
             return;
         }
-        let level = match level {
-            host::LogLevel::Error => tracing::Level::ERROR,
-            host::LogLevel::Warn => tracing::Level::WARN,
-            host::LogLevel::Info => tracing::Level::INFO,
-            host::LogLevel::Debug => tracing::Level::DEBUG,
-            host::LogLevel::Trace => tracing::Level::TRACE,
-        };
-        let mut message = message;
         if message.len() > MAX_LOG_LINE {
             let cut = (0..=MAX_LOG_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
             message.truncate(cut);
         }
         self.logs.push((level, message));
     }
-
-    fn now(&mut self) -> i64 {
-        crate::credential::unix_now()
-    }
 }
+
+/// Implements one contract version's `host` interface on [`PluginState`] by
+/// converting its types to and from the version-independent functions above.
+/// (The `host` interface has not changed between versions; its types are
+/// distinct per version all the same.)
+macro_rules! host_interface {
+    ($module:ident, $version:ident) => {
+        mod $module {
+            use super::{HostFailure, PluginState};
+            use crate::runtime::bindings::$version::keyhelper::provider::{host, types};
+            use crate::runtime::http;
+
+            impl From<HostFailure> for host::HostError {
+                fn from(failure: HostFailure) -> Self {
+                    match failure {
+                        HostFailure::Denied(m) => Self::Denied(m),
+                        HostFailure::NotInstalled(m) => Self::NotInstalled(m),
+                        HostFailure::Failed(m) => Self::Failed(m),
+                        HostFailure::TimedOut(m) => Self::TimedOut(m),
+                        HostFailure::TooLarge(m) => Self::TooLarge(m),
+                    }
+                }
+            }
+
+            impl types::Host for PluginState {}
+
+            impl host::Host for PluginState {
+                fn run(&mut self, command: host::Command) -> Result<host::CommandOutput, host::HostError> {
+                    let out = self.run_program(
+                        &command.program,
+                        &command.args,
+                        &command.env,
+                        command.stdin.as_deref(),
+                    )?;
+                    Ok(host::CommandOutput {
+                        exit_code: out.exit_code,
+                        stdout: out.stdout,
+                        stderr: out.stderr,
+                    })
+                }
+
+                fn env_var(&mut self, name: String) -> Result<Option<String>, host::HostError> {
+                    Ok(self.read_env(&name)?)
+                }
+
+                fn stored_secret(&mut self, connection: String) -> Result<Option<String>, host::HostError> {
+                    Ok(self.read_stored_secret(&connection)?)
+                }
+
+                fn http(
+                    &mut self,
+                    request: host::HttpRequest,
+                ) -> Result<host::HttpResponse, host::HostError> {
+                    let outgoing = http::Request {
+                        method: &request.method,
+                        url: &request.url,
+                        headers: &request.headers,
+                        body: request.body.as_deref(),
+                    };
+                    let r = self.send_http(&outgoing)?;
+                    Ok(host::HttpResponse { status: r.status, headers: r.headers, body: r.body })
+                }
+
+                fn log(&mut self, level: host::LogLevel, message: String) {
+                    let level = match level {
+                        host::LogLevel::Error => tracing::Level::ERROR,
+                        host::LogLevel::Warn => tracing::Level::WARN,
+                        host::LogLevel::Info => tracing::Level::INFO,
+                        host::LogLevel::Debug => tracing::Level::DEBUG,
+                        host::LogLevel::Trace => tracing::Level::TRACE,
+                    };
+                    self.record_log(level, message);
+                }
+
+                fn now(&mut self) -> i64 {
+                    crate::credential::unix_now()
+                }
+            }
+        }
+    };
+}
+
+host_interface!(host_v0_1_0, v0_1_0);
+host_interface!(host_v0_2_0, v0_2_0);

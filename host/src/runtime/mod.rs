@@ -12,6 +12,7 @@ mod host_calls;
 pub mod http;
 pub mod process;
 pub mod sandbox;
+pub mod versions;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -22,14 +23,13 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
 use self::artifacts::ArtifactCache;
-use self::bindings::v0_1_0;
+use self::bindings::{v0_1_0, v0_2_0};
 use self::sandbox::{CallContext, LimitExceeded, PluginState};
+use self::versions::{VersionedPre, latest};
 use crate::credential::{
     Credential, FailureKind, PluginInfo, PluginOption, ProviderFailure, Secret, Validation, Verdict,
 };
 
-/// The contract versions this host can run, newest last.
-pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
 /// The interface every plugin must export, without its version.
 const PROVIDER_EXPORT: &str = "keyhelper:provider/provider@";
 /// Largest secret a plugin may return.
@@ -104,6 +104,7 @@ impl PluginRuntime {
         // no files, sockets, variables, arguments or stdio behind it.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         v0_1_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        v0_2_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         let artifacts = ArtifactCache::new(artifact_dir, &engine);
         Ok(Self { engine, linker, artifacts })
     }
@@ -127,20 +128,20 @@ impl PluginRuntime {
             .load_or_compile(&self.engine, &actual, &source.wasm)
             .map_err(|e| incompatible(format!("is not a valid component: {e}")))?;
         let version = contract_version(&self.engine, &component).map_err(incompatible)?;
-        if !SUPPORTED_API_VERSIONS.iter().any(|v| semver_compatible(v, &version)) {
+        if !versions::SUPPORTED.iter().any(|v| semver_compatible(v, &version)) {
             return Err(incompatible(format!(
                 "was built for keyhelper:provider@{version}, which this keyhelper does not support (it supports {}); upgrade keyhelper or rebuild the plugin against a supported version",
-                SUPPORTED_API_VERSIONS.join(", ")
+                versions::SUPPORTED.join(", ")
             )));
         }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             incompatible(format!(
                 "imports something this keyhelper does not provide ({}); rebuild it against keyhelper:provider@{}",
                 root_message(&e),
-                SUPPORTED_API_VERSIONS.last().expect("at least one version")
+                versions::SUPPORTED.last().expect("at least one version")
             ))
         })?;
-        let pre = v0_1_0::PluginPre::new(pre)
+        let pre = VersionedPre::new(&version, pre)
             .map_err(|e| incompatible(format!("does not match the plugin world: {}", root_message(&e))))?;
         Ok(LoadedPlugin { name: plugin, engine: self.engine.clone(), pre, api_version: version })
     }
@@ -209,7 +210,7 @@ fn root_message(e: &wasmtime::Error) -> String {
 pub struct LoadedPlugin {
     name: String,
     engine: Engine,
-    pre: v0_1_0::PluginPre<PluginState>,
+    pre: VersionedPre,
     api_version: String,
 }
 
@@ -221,11 +222,7 @@ impl LoadedPlugin {
 
     /// Asks the plugin to describe itself.
     pub fn describe(&self, ctx: CallContext) -> Result<PluginInfo, PluginError> {
-        let (info, _) = self.call(
-            ctx,
-            |store, plugin| plugin.keyhelper_provider_provider().call_describe(store),
-            |_| None,
-        )?;
+        let (info, _) = self.call(ctx, |store, pre| pre.describe(store), |_| None)?;
         Ok(PluginInfo {
             name: info.name,
             version: info.version,
@@ -247,11 +244,7 @@ impl LoadedPlugin {
     /// Gets a credential.
     pub fn fetch(&self, ctx: CallContext, request: &CallRequest) -> Result<Credential, PluginError> {
         let request = request.to_wit();
-        let result = self.call(
-            ctx,
-            |store, plugin| plugin.keyhelper_provider_provider().call_fetch(store, &request),
-            returned_secret,
-        )?;
+        let result = self.call(ctx, |store, pre| pre.fetch(store, &request), returned_secret)?;
         self.credential_result(result)
     }
 
@@ -263,18 +256,16 @@ impl LoadedPlugin {
         previous: &Credential,
     ) -> Result<Credential, PluginError> {
         let request = request.to_wit();
-        let previous_wit = v0_1_0::keyhelper::provider::types::Credential {
+        let previous_wit = latest::Credential {
             secret: previous.secret.expose().to_string(),
             expires_at: previous.expires_at,
             metadata: previous.metadata.clone(),
+            headers: previous.headers.clone(),
         };
         let mut ctx = ctx;
         ctx.known_secrets.push(previous.secret.expose().to_string());
-        let result = self.call(
-            ctx,
-            |store, plugin| plugin.keyhelper_provider_provider().call_refresh(store, &request, &previous_wit),
-            returned_secret,
-        )?;
+        let result =
+            self.call(ctx, |store, pre| pre.refresh(store, &request, &previous_wit), returned_secret)?;
         self.credential_result(result)
     }
 
@@ -289,19 +280,14 @@ impl LoadedPlugin {
         let request = request.to_wit();
         let mut ctx = ctx;
         ctx.known_secrets.push(secret.expose().to_string());
-        let (result, denials) = self.call(
-            ctx,
-            |store, plugin| {
-                plugin.keyhelper_provider_provider().call_validate(store, &request, secret.expose(), live)
-            },
-            |_| None,
-        )?;
+        let (result, denials) =
+            self.call(ctx, |store, pre| pre.validate(store, &request, secret.expose(), live), |_| None)?;
         let validation = result.map_err(|e| provider_error(e, denials))?;
         Ok(Validation {
             verdict: match validation.verdict {
-                v0_1_0::keyhelper::provider::types::Verdict::Valid => Verdict::Valid,
-                v0_1_0::keyhelper::provider::types::Verdict::Restricted => Verdict::Restricted,
-                v0_1_0::keyhelper::provider::types::Verdict::Rejected => Verdict::Rejected,
+                latest::Verdict::Valid => Verdict::Valid,
+                latest::Verdict::Restricted => Verdict::Restricted,
+                latest::Verdict::Rejected => Verdict::Rejected,
             },
             message: validation.message,
         })
@@ -326,15 +312,20 @@ impl LoadedPlugin {
             )));
         }
         let (max_entries, max_len) = MAX_METADATA;
-        if credential.metadata.len() > max_entries
-            || credential.metadata.iter().any(|(k, v)| k.len() > max_len || v.len() > max_len)
-        {
-            return Err(oversized("oversized metadata"));
+        for (what, pairs) in [("metadata", &credential.metadata), ("headers", &credential.headers)] {
+            if pairs.len() > max_entries || pairs.iter().any(|(k, v)| k.len() > max_len || v.len() > max_len)
+            {
+                return Err(oversized(&format!("oversized {what}")));
+            }
+        }
+        if credential.headers.iter().any(|(_, v)| v.contains(credential.secret.as_str())) {
+            return Err(oversized("the secret in a header meant for non-secret values"));
         }
         Ok(Credential {
             secret: Secret::new(credential.secret),
             expires_at: credential.expires_at,
             metadata: credential.metadata,
+            headers: credential.headers,
         })
     }
 
@@ -345,12 +336,12 @@ impl LoadedPlugin {
     fn call<R>(
         &self,
         ctx: CallContext,
-        f: impl FnOnce(&mut Store<PluginState>, &v0_1_0::Plugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<PluginState>, &VersionedPre) -> wasmtime::Result<R>,
         returned_secret: impl Fn(&R) -> Option<String>,
     ) -> Result<(R, Vec<String>), PluginError> {
         let limits = ctx.limits;
         let mut store = sandbox::new_store(&self.engine, ctx);
-        let outcome = self.pre.instantiate(&mut store).and_then(|plugin| f(&mut store, &plugin));
+        let outcome = f(&mut store, &self.pre);
         let mut state = store.into_data();
         if let Some(secret) = outcome.as_ref().ok().and_then(&returned_secret) {
             state.known_secrets.push(secret);
@@ -382,8 +373,7 @@ impl LoadedPlugin {
     }
 }
 
-type WitCredentialResult =
-    Result<v0_1_0::keyhelper::provider::types::Credential, v0_1_0::keyhelper::provider::types::ProviderError>;
+type WitCredentialResult = Result<latest::Credential, latest::ProviderError>;
 
 fn returned_secret(result: &WitCredentialResult) -> Option<String> {
     result.as_ref().ok().map(|c| c.secret.clone())
@@ -397,8 +387,8 @@ fn panic_summary(stderr: &str) -> String {
     format!("{} ({})", message.join(" "), location.trim_end_matches(':'))
 }
 
-fn provider_error(e: v0_1_0::keyhelper::provider::types::ProviderError, denials: Vec<String>) -> PluginError {
-    use v0_1_0::keyhelper::provider::types::ProviderError as E;
+fn provider_error(e: latest::ProviderError, denials: Vec<String>) -> PluginError {
+    use latest::ProviderError as E;
     let (kind, failure) = match e {
         E::NeedsLogin(f) => (FailureKind::NeedsLogin, f),
         E::NotFound(f) => (FailureKind::NotFound, f),
@@ -426,8 +416,8 @@ pub struct CallRequest {
 }
 
 impl CallRequest {
-    fn to_wit(&self) -> v0_1_0::keyhelper::provider::types::Request {
-        v0_1_0::keyhelper::provider::types::Request {
+    fn to_wit(&self) -> latest::Request {
+        latest::Request {
             credential: self.credential.clone(),
             options: self.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             interactive: self.interactive,

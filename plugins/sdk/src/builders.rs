@@ -40,12 +40,18 @@ impl PluginInfo {
 impl Credential {
     /// A credential with no known expiry and no metadata.
     pub fn new(secret: impl Into<String>) -> Self {
-        Self { secret: secret.into(), expires_at: None, metadata: Vec::new() }
+        Self { secret: secret.into(), expires_at: None, metadata: Vec::new(), headers: Vec::new() }
     }
 
     /// Sets when the secret stops working, in unix seconds.
     pub fn expires_at(mut self, unix_seconds: i64) -> Self {
         self.expires_at = Some(unix_seconds);
+        self
+    }
+
+    /// Adds a non-secret HTTP header consumers must send along with the secret.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 

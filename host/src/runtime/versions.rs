@@ -1,0 +1,195 @@
+//! Every supported contract version behind one interface. Calls are made with
+//! the latest version's types; a plugin built against an older version gets
+//! them converted down, and its answers are converted up.
+
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use super::bindings::{v0_1_0, v0_2_0};
+use super::sandbox::PluginState;
+
+/// The latest contract version's types.
+pub use v0_2_0::keyhelper::provider::types as latest;
+
+/// The contract versions this host runs, oldest first; each entry is the
+/// version of its frozen `wit/since_v*` directory.
+pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0"];
+
+/// A linked plugin, ready to instantiate, of whichever version it was built for.
+pub enum VersionedPre {
+    /// `keyhelper:provider@0.1.x`.
+    V0_1(v0_1_0::PluginPre<PluginState>),
+    /// `keyhelper:provider@0.2.x`.
+    V0_2(v0_2_0::PluginPre<PluginState>),
+}
+
+type Answer<T> = wasmtime::Result<Result<T, latest::ProviderError>>;
+
+impl VersionedPre {
+    /// Wraps `pre` in the bindings of `version` (one of [`SUPPORTED`], or a
+    /// semver-compatible patch of one).
+    pub fn new(version: &str, pre: InstancePre<PluginState>) -> wasmtime::Result<Self> {
+        if version.starts_with("0.1.") {
+            Ok(Self::V0_1(v0_1_0::PluginPre::new(pre)?))
+        } else {
+            Ok(Self::V0_2(v0_2_0::PluginPre::new(pre)?))
+        }
+    }
+
+    /// `describe()`.
+    pub fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<latest::PluginInfo> {
+        match self {
+            Self::V0_1(pre) => {
+                Ok(pre.instantiate(&mut *store)?.keyhelper_provider_provider().call_describe(store)?.into())
+            }
+            Self::V0_2(pre) => {
+                pre.instantiate(&mut *store)?.keyhelper_provider_provider().call_describe(store)
+            }
+        }
+    }
+
+    /// `fetch(request)`.
+    pub fn fetch(
+        &self,
+        store: &mut Store<PluginState>,
+        request: &latest::Request,
+    ) -> Answer<latest::Credential> {
+        match self {
+            Self::V0_1(pre) => {
+                let plugin = pre.instantiate(&mut *store)?;
+                let answer =
+                    plugin.keyhelper_provider_provider().call_fetch(store, &request.clone().into())?;
+                Ok(answer.map(Into::into).map_err(Into::into))
+            }
+            Self::V0_2(pre) => {
+                pre.instantiate(&mut *store)?.keyhelper_provider_provider().call_fetch(store, request)
+            }
+        }
+    }
+
+    /// `refresh(request, previous)`.
+    pub fn refresh(
+        &self,
+        store: &mut Store<PluginState>,
+        request: &latest::Request,
+        previous: &latest::Credential,
+    ) -> Answer<latest::Credential> {
+        match self {
+            Self::V0_1(pre) => {
+                let plugin = pre.instantiate(&mut *store)?;
+                let answer = plugin.keyhelper_provider_provider().call_refresh(
+                    store,
+                    &request.clone().into(),
+                    &previous.clone().into(),
+                )?;
+                Ok(answer.map(Into::into).map_err(Into::into))
+            }
+            Self::V0_2(pre) => pre
+                .instantiate(&mut *store)?
+                .keyhelper_provider_provider()
+                .call_refresh(store, request, previous),
+        }
+    }
+
+    /// `validate(request, secret, live)`.
+    pub fn validate(
+        &self,
+        store: &mut Store<PluginState>,
+        request: &latest::Request,
+        secret: &str,
+        live: bool,
+    ) -> Answer<latest::Validation> {
+        match self {
+            Self::V0_1(pre) => {
+                let plugin = pre.instantiate(&mut *store)?;
+                let answer = plugin.keyhelper_provider_provider().call_validate(
+                    store,
+                    &request.clone().into(),
+                    secret,
+                    live,
+                )?;
+                Ok(answer.map(Into::into).map_err(Into::into))
+            }
+            Self::V0_2(pre) => pre
+                .instantiate(&mut *store)?
+                .keyhelper_provider_provider()
+                .call_validate(store, request, secret, live),
+        }
+    }
+}
+
+/// Conversions between 0.1 and the latest types. 0.2 added `credential.headers`;
+/// everything else is the same shape.
+mod from_v0_1 {
+    use super::latest;
+    use crate::runtime::bindings::v0_1_0::keyhelper::provider::types as v0_1;
+
+    impl From<latest::Request> for v0_1::Request {
+        fn from(r: latest::Request) -> Self {
+            Self { credential: r.credential, options: r.options, interactive: r.interactive }
+        }
+    }
+
+    impl From<latest::Credential> for v0_1::Credential {
+        fn from(c: latest::Credential) -> Self {
+            Self { secret: c.secret, expires_at: c.expires_at, metadata: c.metadata }
+        }
+    }
+
+    impl From<v0_1::Credential> for latest::Credential {
+        fn from(c: v0_1::Credential) -> Self {
+            Self { secret: c.secret, expires_at: c.expires_at, metadata: c.metadata, headers: Vec::new() }
+        }
+    }
+
+    impl From<v0_1::Failure> for latest::Failure {
+        fn from(f: v0_1::Failure) -> Self {
+            Self { message: f.message, hint: f.hint }
+        }
+    }
+
+    impl From<v0_1::ProviderError> for latest::ProviderError {
+        fn from(e: v0_1::ProviderError) -> Self {
+            match e {
+                v0_1::ProviderError::NeedsLogin(f) => Self::NeedsLogin(f.into()),
+                v0_1::ProviderError::NotFound(f) => Self::NotFound(f.into()),
+                v0_1::ProviderError::InvalidConfig(f) => Self::InvalidConfig(f.into()),
+                v0_1::ProviderError::Denied(f) => Self::Denied(f.into()),
+                v0_1::ProviderError::Unavailable(f) => Self::Unavailable(f.into()),
+                v0_1::ProviderError::RateLimited(f) => Self::RateLimited(f.into()),
+            }
+        }
+    }
+
+    impl From<v0_1::PluginInfo> for latest::PluginInfo {
+        fn from(i: v0_1::PluginInfo) -> Self {
+            Self {
+                name: i.name,
+                version: i.version,
+                description: i.description,
+                options: i
+                    .options
+                    .into_iter()
+                    .map(|o| latest::OptionSpec {
+                        name: o.name,
+                        help: o.help,
+                        default: o.default,
+                        required: o.required,
+                    })
+                    .collect(),
+                supports_refresh: i.supports_refresh,
+            }
+        }
+    }
+
+    impl From<v0_1::Validation> for latest::Validation {
+        fn from(v: v0_1::Validation) -> Self {
+            let verdict = match v.verdict {
+                v0_1::Verdict::Valid => latest::Verdict::Valid,
+                v0_1::Verdict::Restricted => latest::Verdict::Restricted,
+                v0_1::Verdict::Rejected => latest::Verdict::Rejected,
+            };
+            Self { verdict, message: v.message }
+        }
+    }
+}
