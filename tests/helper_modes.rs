@@ -8,12 +8,10 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use support::{Home, stderr, stdout};
+use support::{Home, Moto, stderr, stdout};
 
 const TOKEN: &str = "eyJ0eXAi.helper.token";
 const EXPIRES: i64 = 4_102_441_200;
@@ -94,42 +92,10 @@ fn git_credential_fill_gets_the_token_and_its_expiry() {
     }
 }
 
-/// A moto server that enforces IAM auth after its first `free_actions` requests.
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start(tools: &Path, free_actions: u32) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(tools.join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn the_aws_cli_uses_keyhelper_as_its_credential_process() {
     let tools = support::python_tools();
-    let moto = Moto::start(&tools, 2);
+    let moto = Moto::start(Some(2));
     let home = Home::new("aws-credential-process");
     let aws = |args: &[&str], env: &[(&str, &str)]| {
         let mut command = home.command(tools.join("aws"));

@@ -4,43 +4,10 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use support::{Home, stderr, stdout};
-
-/// A moto server on a free loopback port, stopped on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start(tools: &std::path::Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(tools.join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Home, Moto, stderr, stdout};
 
 struct AwsWorld {
     home: Home,
@@ -51,7 +18,7 @@ struct AwsWorld {
 impl AwsWorld {
     fn new(tag: &str) -> Self {
         let tools = support::python_tools();
-        let moto = Moto::start(&tools);
+        let moto = Moto::start(None);
         let home = Home::new(tag);
         home.write_config(&format!(
             "[credentials.aws-whole]\nprovider = \"aws-secrets-manager\"\nsecret_id = \"openai-key\"\nendpoint_url = \"{e}\"\nregion = \"us-east-1\"\n\n\
