@@ -70,6 +70,32 @@ fn measure(label: &str, runs: usize, mut before: impl FnMut(), make: impl Fn() -
     Ok(sample)
 }
 
+/// Times a baseline and a subject alternately, run by run, so the drift of a
+/// noisy machine (a VM's neighbours, CPU frequency) hits both alike and their
+/// ratio stays meaningful. `before` runs ahead of every subject run, untimed.
+fn measure_pair(
+    baseline: (&str, &dyn Fn() -> Command),
+    subject: (&str, &dyn Fn() -> Command),
+    runs: usize,
+    mut before: impl FnMut(),
+) -> Result<(Sample, Sample)> {
+    let new =
+        |label: &str| Sample { label: label.to_string(), times: Vec::with_capacity(runs), max_rss_kib: 0 };
+    let (mut a, mut b) = (new(baseline.0), new(subject.0));
+    for round in 0..runs + 3 {
+        let (time_a, rss_a) = time_once(&mut (baseline.1)())?;
+        before();
+        let (time_b, rss_b) = time_once(&mut (subject.1)())?;
+        if round >= 3 {
+            a.times.push(time_a);
+            b.times.push(time_b);
+            a.max_rss_kib = a.max_rss_kib.max(rss_a);
+            b.max_rss_kib = b.max_rss_kib.max(rss_b);
+        }
+    }
+    Ok((a, b))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -249,24 +275,32 @@ pub fn bench(args: &[String]) -> Result<()> {
         let _ = std::fs::remove_dir_all(home.credential_cache());
     };
 
-    let base_version = measure("trivial Rust binary: print a line", runs, || {}, || home.command(&baseline))?;
-    let kh_version = measure("keyhelper --version", runs, || {}, || kh(&["--version"]))?;
-    let base_cat = measure(
-        "trivial Rust binary: read a small file, print it",
+    let baseline_version = || home.command(&baseline);
+    let keyhelper_version = || kh(&["--version"]);
+    let (base_version, kh_version) = measure_pair(
+        ("trivial Rust binary: print a line", &baseline_version),
+        ("keyhelper --version", &keyhelper_version),
         runs,
         || {},
-        || {
-            let mut c = home.command(&baseline);
-            c.arg("cat").arg(home.dir.join("token.txt"));
-            c
-        },
     )?;
-    let warm = measure("keyhelper get work (cache hit)", runs, || {}, || kh(&["get", "work"]))?;
-    let az_alone = measure(
-        "the provider command alone (fake az)",
+    let baseline_cat = || {
+        let mut c = home.command(&baseline);
+        c.arg("cat").arg(home.dir.join("token.txt"));
+        c
+    };
+    let warm_get = || kh(&["get", "work"]);
+    let (base_cat, warm) = measure_pair(
+        ("trivial Rust binary: read a small file, print it", &baseline_cat),
+        ("keyhelper get work (cache hit)", &warm_get),
         runs,
         || {},
-        || home.command(&home.dir.join("bin/az")),
+    )?;
+    let fake_az = || home.command(&home.dir.join("bin/az"));
+    let (az_alone, cold) = measure_pair(
+        ("the provider command alone (fake az)", &fake_az),
+        ("cold get, precompiled plugin", &warm_get),
+        runs,
+        clear_entries,
     )?;
     let artifacts = home.artifact_dir();
     let compiled = measure(
@@ -278,7 +312,6 @@ pub fn bench(args: &[String]) -> Result<()> {
         },
         || kh(&["get", "work"]),
     )?;
-    let cold = measure("cold get, precompiled plugin", runs, clear_entries, || kh(&["get", "work"]))?;
     let aws_cli = measure(
         "aws secretsmanager get-secret-value (moto)",
         slow_runs,
