@@ -30,7 +30,7 @@ impl ArtifactCache {
     }
 
     /// The path of the artifact for a plugin whose wasm has this sha256.
-    pub fn path_for(&self, sha256: &str) -> PathBuf {
+    fn path_for(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_tag))
     }
 

@@ -109,11 +109,6 @@ impl PluginRuntime {
         Ok(Self { engine, linker, artifacts })
     }
 
-    /// The engine, e.g. to precompile or inspect components.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Verifies, compiles (once) and links a plugin.
     pub fn load(&self, source: &PluginSource<'_>) -> Result<LoadedPlugin, PluginError> {
         let plugin = source.name.to_string();
