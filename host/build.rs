@@ -67,6 +67,16 @@ fn main() {
             .expect("writing to a String");
     }
     code.push_str("];\n");
+    let mut manifests = Sha256::new();
+    for manifest in sorted_files(&root.join("providers"), "toml") {
+        manifests.update(fs::read(&manifest).expect("reading a provider manifest"));
+    }
+    writeln!(
+        code,
+        "\n/// sha256 of the bundled manifests, to notice they changed.\npub static BUNDLED_MANIFESTS_SHA256: &str = {:?};",
+        hex::encode(manifests.finalize())
+    )
+    .expect("writing to a String");
     fs::write(out_dir.join("bundled.rs"), code).expect("writing into OUT_DIR");
 }
 

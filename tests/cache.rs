@@ -321,3 +321,37 @@ fn waiting_longer_than_the_bound_is_a_clear_error() {
     drop(held);
     assert_eq!(stdout(&az.get(&["work"])), "token-2\n");
 }
+
+#[test]
+fn repeated_plain_gets_are_served_and_config_changes_are_never_missed() {
+    let az = FakeAz::new(
+        "cache-fast-path",
+        "[credentials.work]\nprovider = \"azure\"\nscope = \"api://a/.default\"\n",
+    );
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    for _ in 0..3 {
+        assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&az.get(&["work", "-n", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["token"], "token-1");
+    assert_eq!(az.calls(), 1);
+
+    // Another scope is another entry: the old note must not serve it.
+    az.home.write_config("[credentials.work]\nprovider = \"azure\"\nscope = \"api://b/.default\"\n");
+    assert_eq!(stdout(&az.get(&["work"])), "token-2\n");
+    az.home.write_config("[credentials.work]\nprovider = \"azure\"\nscope = \"api://a/.default\"\n");
+    assert_eq!(stdout(&az.get(&["work"])), "token-1\n", "scope a's entry is still cached");
+
+    // A user manifest that changes the options (a default tenant) changes the entry too.
+    let bundled = std::fs::read_to_string(support::repo_root().join("providers/azure.toml")).unwrap();
+    let dir = az.home.path().join(".config/keyhelper/providers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("azure.toml"),
+        bundled.replace("[options.tenant]\n", "[options.tenant]\ndefault = \"contoso\"\n"),
+    )
+    .unwrap();
+    assert_eq!(stdout(&az.get(&["work"])), "token-3\n");
+    assert_eq!(az.calls(), 3);
+}

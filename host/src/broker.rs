@@ -100,11 +100,7 @@ impl<'a> CredentialBroker<'a> {
             Some(cache) if !options.no_cache => cache,
             _ => return self.fetch_fresh(credential, None, min_ttl),
         };
-        let refresh_before = secs(
-            credential
-                .refresh_before
-                .unwrap_or(self.config.settings.refresh_before.unwrap_or(Settings::DEFAULT_REFRESH_BEFORE)),
-        );
+        let refresh_before = secs(credential.refresh_before(&self.config.settings));
         let entry = cache.entry(credential);
         let read = || {
             entry.read().unwrap_or_else(|e| {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod credential;
 pub mod duration;
 pub mod failure;
+pub mod fast_get;
 pub mod fetcher;
 pub mod installed;
 pub mod interaction;

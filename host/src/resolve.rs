@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::failure::{ExitClass, Failure};
 use crate::manifest::{ProviderCatalog, ProviderManifest};
 use crate::runtime::capability::Capabilities;
@@ -28,6 +28,14 @@ pub struct ResolvedCredential<'a> {
     pub refresh_before: Option<Duration>,
     /// Credentials to try next when this one fails.
     pub fallback: Vec<String>,
+}
+
+impl ResolvedCredential<'_> {
+    /// How long before expiry its secret is renewed: the credential's own
+    /// `refresh_before`, else `[settings]`'s, else 5 minutes.
+    pub fn refresh_before(&self, settings: &Settings) -> Duration {
+        self.refresh_before.or(settings.refresh_before).unwrap_or(Settings::DEFAULT_REFRESH_BEFORE)
+    }
 }
 
 /// Resolves `name` against the configuration, then the provider catalog.

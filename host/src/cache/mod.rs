@@ -55,6 +55,11 @@ impl CredentialCache {
         CacheEntry { cache: self, id }
     }
 
+    /// The entry with this id (see [`CacheEntry::id`]).
+    pub fn entry_by_id(&self, id: &str) -> CacheEntry<'_> {
+        CacheEntry { cache: self, id: id.to_string() }
+    }
+
     /// Every readable entry, for `status` and `list`.
     pub fn entries(&self) -> Vec<CachedCredential> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else { return Vec::new() };
@@ -111,6 +116,11 @@ pub struct CacheEntry<'a> {
 }
 
 impl CacheEntry<'_> {
+    /// The entry's id: a hash of the credential's name, provider and options.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     fn data_path(&self) -> PathBuf {
         self.cache.dir.join(format!("{}.entry", self.id))
     }

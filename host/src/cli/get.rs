@@ -7,6 +7,7 @@ use clap::Args;
 use super::Environment;
 use crate::broker::GetOptions;
 use crate::failure::{ExitClass, Failure};
+use crate::fast_get;
 use crate::output::{self, Format};
 use crate::resolve::resolve;
 
@@ -34,7 +35,17 @@ pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
     let config = env.config()?;
     let options = GetOptions { min_ttl: args.min_ttl.unwrap_or_default(), no_cache: args.no_cache };
     let served = env.broker(&config)?.get(&args.name, options)?;
-    let conventions = &resolve(&served.served_by, &config, &env.catalog)?.manifest.conventions;
-    output::print(&output::render(&served.credential, args.format, conventions, !args.no_newline)?)
-        .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot write to stdout: {e}")))
+    let credential = resolve(&served.served_by, &config, &env.catalog)?;
+    let text =
+        output::render(&served.credential, args.format, &credential.manifest.conventions, !args.no_newline)?;
+    output::print(&text)
+        .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot write to stdout: {e}")))?;
+    if served.served_by == args.name
+        && !args.no_cache
+        && let Some(cache) = env.cache()
+    {
+        let refresh_before = credential.refresh_before(&config.settings);
+        fast_get::remember(&env.dirs, &args.name, cache.entry(&credential).id(), refresh_before);
+    }
+    Ok(())
 }

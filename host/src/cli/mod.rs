@@ -158,6 +158,9 @@ pub fn main() -> ExitCode {
     if invoked_as.is_some_and(|name| name == "docker-credential-keyhelper") {
         args.insert(1, "docker-credential".into());
     }
+    if let Some(code) = crate::fast_get::try_serve(&args) {
+        return code;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

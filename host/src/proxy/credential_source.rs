@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::ProxyOptions;
 use crate::broker::GetOptions;
 use crate::cli::Environment;
-use crate::config::{Config, Settings};
+use crate::config::Config;
 use crate::credential::{Secret, unix_now};
 use crate::failure::{ExitClass, Failure};
 use crate::resolve::resolve;
@@ -149,10 +149,7 @@ fn fetch(
         secret,
         extra,
     };
-    let refresh_before = credential
-        .refresh_before
-        .or(config.settings.refresh_before)
-        .unwrap_or(Settings::DEFAULT_REFRESH_BEFORE);
+    let refresh_before = credential.refresh_before(&config.settings);
     let memo_for = match served.credential.expires_at {
         Some(expires_at) => {
             let left = u64::try_from(expires_at - unix_now()).unwrap_or(0);
