@@ -1,4 +1,4 @@
-//! A `keyhelper` binary whose embedded plugin was altered refuses to run it.
+//! A keyhelper whose embedded plugin was altered refuses to run it.
 
 mod support;
 
@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn an_altered_bundled_plugin_is_refused() {
-    let original = std::fs::read(env!("CARGO_BIN_EXE_keyhelper")).unwrap();
+    let original = std::fs::read(env!("CARGO_BIN_EXE_keyhelper-full")).unwrap();
     let azure = std::fs::read(
         support::repo_root().join("target/plugin-build/wasm32-wasip2/plugin/keyhelper_plugin_azure.wasm"),
     )
@@ -17,9 +17,13 @@ fn an_altered_bundled_plugin_is_refused() {
     let mut altered = original;
     altered[offset + azure.len() / 2] ^= 0x01;
     let home = support::Home::new("bundled-integrity");
-    let binary = home.path().join("keyhelper-altered");
-    std::fs::write(&binary, &altered).unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let install = home.path().join("altered");
+    std::fs::create_dir(&install).unwrap();
+    let binary = install.join("keyhelper");
+    std::fs::copy(env!("CARGO_BIN_EXE_keyhelper"), &binary).unwrap();
+    let full = install.join("keyhelper-full");
+    std::fs::write(&full, &altered).unwrap();
+    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
     home.fake_tool("az", "#!/bin/sh\necho '{\"accessToken\":\"eyJ-token\",\"expires_on\":4102444800}'\n");
 
     let output = home.command(&binary).args(["get", "azure"]).output().unwrap();

@@ -337,6 +337,18 @@ fn repeated_plain_gets_are_served_and_config_changes_are_never_missed() {
     assert_eq!(json["token"], "token-1");
     assert_eq!(az.calls(), 1);
 
+    // The `keyhelper` executable serves those hits itself: a copy of it with
+    // no `keyhelper-full` beside it still does, and fails clearly otherwise.
+    let alone = az.home.path().join("front-alone");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_keyhelper"), alone.join("keyhelper")).unwrap();
+    let front = |args: &[&str]| az.home.command(alone.join("keyhelper")).args(args).output().unwrap();
+    assert_eq!(stdout(&front(&["get", "work"])), "token-1\n");
+    let miss = front(&["get", "work", "--min-ttl", "2h"]);
+    assert_eq!(miss.status.code(), Some(1));
+    assert!(stderr(&miss).contains("keyhelper-full must sit beside keyhelper"), "{}", stderr(&miss));
+    assert_eq!(az.calls(), 1);
+
     // Another scope is another entry: the old note must not serve it.
     az.home.write_config("[credentials.work]\nprovider = \"azure\"\nscope = \"api://b/.default\"\n");
     assert_eq!(stdout(&az.get(&["work"])), "token-2\n");

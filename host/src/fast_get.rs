@@ -1,6 +1,7 @@
-//! The cache-hit path of `keyhelper get`, taken before argument parsing,
-//! configuration parsing or anything else, because consumers call `get` far
-//! more often than secrets change and its start-up time is most of its cost.
+//! The cache-hit path of `keyhelper get`, taken by the small `keyhelper`
+//! executable ([`crate::front`]) before argument parsing, configuration
+//! parsing or anything else, because consumers call `get` far more often than
+//! secrets change and its start-up time is most of its cost.
 //!
 //! After a `get` the full path leaves a small note (`hot-<name>` in the cache
 //! directory: the entry's id, the credential's `refresh_before`, and a
@@ -8,7 +9,7 @@
 //! config file, the user's provider manifests, the installed plugins and the
 //! bundled manifests). The fast path serves a plain `get NAME [-n] [--format
 //! raw|json]` from that entry when the fingerprint still matches and the entry
-//! is fresh; in every other case it steps aside and the full path runs, so it
+//! is fresh; in every other case it steps aside and `keyhelper-full` runs, so it
 //! can only ever serve what the full path would have served.
 
 use std::ffi::OsString;

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod failure;
 pub mod fast_get;
 pub mod fetcher;
+pub mod front;
 pub mod installed;
 pub mod interaction;
 pub mod logging;

@@ -1,5 +1,6 @@
-//! The `keyhelper` binary.
+//! The `keyhelper` executable: serves cache hits, runs `keyhelper-full` for
+//! everything else (see `keyhelper::front`).
 
 fn main() -> std::process::ExitCode {
-    keyhelper::cli::main()
+    keyhelper::front::main()
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::toolchain::ShippedBuild;
 use crate::workspace_root;
 
 /// One measured command: wall-time samples and the largest peak RSS seen.
@@ -70,30 +71,30 @@ fn measure(label: &str, runs: usize, mut before: impl FnMut(), make: impl Fn() -
     Ok(sample)
 }
 
-/// Times a baseline and a subject alternately, run by run, so the drift of a
-/// noisy machine (a VM's neighbours, CPU frequency) hits both alike and their
-/// ratio stays meaningful. `before` runs ahead of every subject run, untimed.
-fn measure_pair(
-    baseline: (&str, &dyn Fn() -> Command),
-    subject: (&str, &dyn Fn() -> Command),
+/// Times several commands in turn, run by run, so the drift of a noisy
+/// machine (a VM's neighbours, CPU frequency) hits all alike and their ratios
+/// stay meaningful. `before` runs ahead of every run, untimed.
+fn measure_interleaved<const N: usize>(
+    commands: [(&str, &dyn Fn() -> Command); N],
     runs: usize,
     mut before: impl FnMut(),
-) -> Result<(Sample, Sample)> {
-    let new =
-        |label: &str| Sample { label: label.to_string(), times: Vec::with_capacity(runs), max_rss_kib: 0 };
-    let (mut a, mut b) = (new(baseline.0), new(subject.0));
+) -> Result<[Sample; N]> {
+    let mut samples = commands.map(|(label, _)| Sample {
+        label: label.to_string(),
+        times: Vec::with_capacity(runs),
+        max_rss_kib: 0,
+    });
     for round in 0..runs + 3 {
-        let (time_a, rss_a) = time_once(&mut (baseline.1)())?;
-        before();
-        let (time_b, rss_b) = time_once(&mut (subject.1)())?;
-        if round >= 3 {
-            a.times.push(time_a);
-            b.times.push(time_b);
-            a.max_rss_kib = a.max_rss_kib.max(rss_a);
-            b.max_rss_kib = b.max_rss_kib.max(rss_b);
+        for ((_, make), sample) in commands.iter().zip(samples.iter_mut()) {
+            before();
+            let (time, rss) = time_once(&mut make())?;
+            if round >= 3 {
+                sample.times.push(time);
+                sample.max_rss_kib = sample.max_rss_kib.max(rss);
+            }
         }
     }
-    Ok((a, b))
+    Ok(samples)
 }
 
 fn ms(d: Duration) -> String {
@@ -232,6 +233,37 @@ fn time_concurrent(count: usize, make: &impl Fn() -> Command) -> Result<Duration
     Ok(start.elapsed())
 }
 
+/// Drops `path` from the page cache, so that every executable starts from the
+/// state it has after a reboot: read back from disk on first use. Left as the
+/// linker (or `cp`) wrote it, a file's cached pages can be mapped in larger
+/// or smaller pieces, which changes a short process's time by up to 30%.
+fn evict_from_page_cache(path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    file.sync_all()?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise on an open descriptor; it only drops clean pages.
+    let result = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if result != 0 {
+        bail!("posix_fadvise on {} failed: {}", path.display(), std::io::Error::from_raw_os_error(result));
+    }
+    Ok(())
+}
+
+/// `cargo xtask build --release` of `selection`, as `build` says.
+fn build_release(selection: &[&str], build: &ShippedBuild) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--quiet"])
+        .args(selection)
+        .args(build.cargo_args())
+        .status()?;
+    if !status.success() {
+        bail!("building the release binaries failed");
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench [--runs N]`.
 pub fn bench(args: &[String]) -> Result<()> {
     let runs: usize = match args {
@@ -241,29 +273,33 @@ pub fn bench(args: &[String]) -> Result<()> {
     };
     crate::toolchain::ensure_wasm_target()?;
     let tools = crate::toolchain::ensure_python_tools()?;
-    let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
+    // keyhelper and a baseline built the same way, as keyhelper ships; and
+    // the baseline as cargo builds it by default, for comparison.
+    let shipped = ShippedBuild::for_host()?;
+    build_release(
+        &[
             "-p",
             "keyhelper",
+            "--bin",
+            "keyhelper",
+            "--bin",
+            "keyhelper-full",
             "-p",
             "xtask",
             "--bin",
-            "keyhelper",
-            "--bin",
             "bench-baseline",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building the release binaries failed");
+        ],
+        &shipped,
+    )?;
+    let keyhelper = shipped.bin_dir("release").join("keyhelper");
+    let baseline = shipped.bin_dir("release").join("bench-baseline");
+    let default_build = ShippedBuild::cargo_default();
+    build_release(&["-p", "xtask", "--bin", "bench-baseline"], &default_build)?;
+    let default_baseline = default_build.bin_dir("release").join("bench-baseline");
+    let full = shipped.bin_dir("release").join("keyhelper-full");
+    for executable in [&keyhelper, &full, &baseline, &default_baseline] {
+        evict_from_page_cache(executable)?;
     }
-    let keyhelper = root.join("target/release/keyhelper");
-    let baseline = root.join("target/release/bench-baseline");
     let home = BenchHome::new(tools)?;
     let slow_runs = (runs / 5).max(10);
     let kh = |args: &[&str]| {
@@ -277,28 +313,34 @@ pub fn bench(args: &[String]) -> Result<()> {
 
     let baseline_version = || home.command(&baseline);
     let keyhelper_version = || kh(&["--version"]);
-    let (base_version, kh_version) = measure_pair(
-        ("trivial Rust binary: print a line", &baseline_version),
-        ("keyhelper --version", &keyhelper_version),
+    let [base_version, kh_version] = measure_interleaved(
+        [
+            ("trivial Rust binary: print a line", &baseline_version),
+            ("keyhelper --version", &keyhelper_version),
+        ],
         runs,
         || {},
     )?;
-    let baseline_cat = || {
-        let mut c = home.command(&baseline);
+    let cat_with = |program: &Path| {
+        let mut c = home.command(program);
         c.arg("cat").arg(home.dir.join("token.txt"));
         c
     };
+    let baseline_cat = || cat_with(&baseline);
+    let default_baseline_cat = || cat_with(&default_baseline);
     let warm_get = || kh(&["get", "work"]);
-    let (base_cat, warm) = measure_pair(
-        ("trivial Rust binary: read a small file, print it", &baseline_cat),
-        ("keyhelper get work (cache hit)", &warm_get),
+    let [base_cat, default_base_cat, warm] = measure_interleaved(
+        [
+            ("trivial Rust binary: read a small file, print it", &baseline_cat),
+            ("  the same, cargo's default (dynamic) build", &default_baseline_cat),
+            ("keyhelper get work (cache hit)", &warm_get),
+        ],
         runs,
         || {},
     )?;
     let fake_az = || home.command(&home.dir.join("bin/az"));
-    let (az_alone, cold) = measure_pair(
-        ("the provider command alone (fake az)", &fake_az),
-        ("cold get, precompiled plugin", &warm_get),
+    let [az_alone, cold] = measure_interleaved(
+        [("the provider command alone (fake az)", &fake_az), ("cold get, precompiled plugin", &warm_get)],
         runs,
         clear_entries,
     )?;
@@ -353,6 +395,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         &base_version,
         &kh_version,
         &base_cat,
+        &default_base_cat,
         &warm,
         &az_alone,
         &compiled,
@@ -363,6 +406,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     println!();
     ratio("keyhelper --version / trivial binary", &kh_version, &base_version);
     ratio("warm get / trivial binary reading a file (target <= 1.3)", &warm, &base_cat);
+    ratio("  the same, against cargo's default (dynamic) build", &warm, &default_base_cat);
     ratio("cold get: compiled from .wasm / precompiled", &compiled, &cold);
     println!(
         "{:<58} {:>10}",

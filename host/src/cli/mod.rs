@@ -150,16 +150,20 @@ impl Environment {
     }
 }
 
-/// Runs keyhelper with the process's arguments; returns its exit code.
+/// Whether `args` (a whole argv) come from Docker, which runs credential
+/// helpers as `docker-credential-<name> <action>` (a symlink to keyhelper).
+pub fn invoked_as_docker_helper(args: &[std::ffi::OsString]) -> bool {
+    args.first()
+        .and_then(|arg0| std::path::Path::new(arg0).file_name())
+        .is_some_and(|name| name == "docker-credential-keyhelper")
+}
+
+/// Runs the complete keyhelper with the process's arguments; returns its exit
+/// code.
 pub fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // Docker runs credential helpers as `docker-credential-<name> <action>`.
-    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).map(|n| n.to_owned());
-    if invoked_as.is_some_and(|name| name == "docker-credential-keyhelper") {
+    if invoked_as_docker_helper(&args) {
         args.insert(1, "docker-credential".into());
-    }
-    if let Some(code) = crate::fast_get::try_serve(&args) {
-        return code;
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
