@@ -42,8 +42,8 @@ fn run_full(args: &[OsString]) -> ExitCode {
     }
     let error = command.exec();
     eprintln!(
-        "keyhelper: error: cannot run {}: {error}; keyhelper-full must sit beside keyhelper: \
-         reinstall with `cargo xtask install`",
+        "keyhelper: error: cannot run {}: {error} (hint: keyhelper-full must sit beside keyhelper; \
+         reinstall with `cargo xtask install`)",
         full.display()
     );
     ExitCode::from(ExitClass::Internal.code())

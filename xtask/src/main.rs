@@ -2,9 +2,9 @@
 //!
 //! - `build-plugins [--path CRATE]… [--out DIR]`: builds provider plugins into
 //!   WebAssembly components and prints name, size and sha256.
-//! - `test`: installs what the test suite needs, then runs fmt, clippy and
-//!   every test.
-//! - `install`: installs the wasm target and the `keyhelper` binary.
+//! - `test [-- ARGS]`: installs what the test suite needs, then runs fmt,
+//!   clippy and every test (with ARGS, `cargo test -p keyhelper ARGS`).
+//! - `install`: installs the wasm target and the `keyhelper` executables.
 //! - `bench [--runs N]`: benchmarks of the release binary against baselines
 //!   measured in the same run.
 

@@ -96,7 +96,9 @@ pub fn ensure_python_tools() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// `cargo xtask test [-- <cargo test args>]`: everything CI checks.
+/// `cargo xtask test`: everything CI checks. `cargo xtask test -- ARGS`
+/// runs only `cargo test -p keyhelper ARGS` (the host and its integration
+/// tests, e.g. `--test cache`) after the same preparation and checks.
 pub fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
     ensure_system_tools()?;
@@ -121,19 +123,19 @@ pub fn test(args: &[String]) -> Result<()> {
         .arg(&example)
         .args(["--", "-D", "warnings"]))?;
     run(Command::new(&cargo).current_dir(&root).args(["test", "--manifest-path"]).arg(&example))?;
+    // The host and its integration tests run the executables as they ship;
+    // the other crates (plugins, which ship as wasm, and xtask) build as usual.
     let extra: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
-    // The host and its integration tests run the binary as it ships; the
-    // other crates (plugins, which ship as wasm, and xtask) build as usual.
     run(Command::new(&cargo)
         .current_dir(&root)
         .env("KEYHELPER_TEST_TOOLS", &tools)
         .args(["test", "--package", "keyhelper"])
         .args(ShippedBuild::for_host()?.cargo_args())
         .args(&extra))?;
-    run(Command::new(&cargo)
-        .current_dir(&root)
-        .args(["test", "--workspace", "--exclude", "keyhelper"])
-        .args(&extra))
+    if !extra.is_empty() {
+        return Ok(());
+    }
+    run(Command::new(&cargo).current_dir(&root).args(["test", "--workspace", "--exclude", "keyhelper"]))
 }
 
 /// `cargo xtask install`: the wasm target, then `cargo install --path host`
