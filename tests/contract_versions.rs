@@ -82,20 +82,9 @@ fn a_plugin_built_against_0_1_0_runs_every_function_in_a_0_2_0_host() {
 #[test]
 fn a_0_1_0_plugin_installs_and_serves_through_the_cli() {
     let home = Home::new("contract-versions-cli");
-    let dir = home.path().join("downloads");
-    std::fs::create_dir_all(&dir).unwrap();
-    let wasm = dir.join("legacy.wasm");
-    std::fs::write(&wasm, support::fixture_wasm("legacy-v0_1_0")).unwrap();
     let manifest = support::repo_root().join("tests/fixtures/legacy-v0_1_0/plugin.toml");
     ProviderManifest::parse(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    let install = home.run(&[
-        "plugin",
-        "install",
-        wasm.to_str().unwrap(),
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--yes",
-    ]);
+    let install = home.install_plugin("legacy.wasm", &support::fixture_wasm("legacy-v0_1_0"), &manifest);
     assert!(install.status.success(), "{}", stderr(&install));
     assert!(stderr(&install).contains("keyhelper:provider@0.1.0"), "{}", stderr(&install));
     home.write_config("[credentials.old]\nprovider = \"legacy\"\n");

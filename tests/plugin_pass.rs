@@ -72,19 +72,8 @@ fn the_pass_example_serves_a_secret_from_a_real_password_store() {
         Some("sk-from-pass-0123456789\nuser: team\n"),
     );
 
-    let dir = home.path().join("downloads");
-    std::fs::create_dir_all(&dir).unwrap();
-    let wasm = dir.join("pass.wasm");
-    std::fs::write(&wasm, build_example()).unwrap();
     let manifest = support::repo_root().join("examples/pass/plugin.toml");
-    let install = home.run(&[
-        "plugin",
-        "install",
-        wasm.to_str().unwrap(),
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--yes",
-    ]);
+    let install = home.install_plugin("pass.wasm", &build_example(), &manifest);
     assert!(install.status.success(), "{}", stderr(&install));
     assert!(stderr(&install).contains("run `pass show *`"), "{}", stderr(&install));
 

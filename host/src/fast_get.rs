@@ -51,7 +51,7 @@ pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
     if recorded.join("\n") != fingerprint(&dirs) {
         return None;
     }
-    let cache = CredentialCache::open(credentials_dir(&dirs), &cache_key_path(&dirs)).ok()?;
+    let cache = CredentialCache::open(dirs.credentials_cache_dir(), &dirs.cache_key_file()).ok()?;
     let cached = cache.entry_by_id(entry_id).read().ok()??;
     if cached.name != get.name || !cached.is_fresh(unix_now(), refresh_before, 0) {
         return None;
@@ -103,16 +103,8 @@ fn parse(args: &[OsString]) -> Option<PlainGet> {
     (!get.name.is_empty()).then_some(get)
 }
 
-fn credentials_dir(dirs: &Dirs) -> std::path::PathBuf {
-    dirs.cache_dir.join("credentials")
-}
-
-fn cache_key_path(dirs: &Dirs) -> std::path::PathBuf {
-    dirs.data_dir.join("secrets").join("cache.key")
-}
-
 fn note_path(dirs: &Dirs, name: &str) -> std::path::PathBuf {
-    credentials_dir(dirs).join(format!("hot-{}", hex::encode(name)))
+    dirs.credentials_cache_dir().join(format!("hot-{}", hex::encode(name)))
 }
 
 /// Everything that decides which entry a name maps to, one line each.

@@ -45,4 +45,19 @@ impl Dirs {
     pub fn artifact_dir(&self) -> PathBuf {
         self.cache_dir.join("plugins")
     }
+
+    /// Where the file secret store and the cache key are kept.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.data_dir.join("secrets")
+    }
+
+    /// Where cached credentials (sealed entries, lock files) are kept.
+    pub fn credentials_cache_dir(&self) -> PathBuf {
+        self.cache_dir.join("credentials")
+    }
+
+    /// The key that seals the credential cache.
+    pub fn cache_key_file(&self) -> PathBuf {
+        self.secrets_dir().join("cache.key")
+    }
 }

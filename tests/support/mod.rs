@@ -140,6 +140,24 @@ impl Home {
     pub fn run(&self, args: &[&str]) -> Output {
         self.keyhelper(args).output().expect("running keyhelper")
     }
+
+    /// Installs a plugin as a user would: the component saved as
+    /// `downloads/<file_name>`, then `keyhelper plugin install <it>
+    /// --manifest <manifest> --yes`.
+    pub fn install_plugin(&self, file_name: &str, wasm: &[u8], manifest: &Path) -> Output {
+        let dir = self.path().join("downloads");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(file_name);
+        std::fs::write(&file, wasm).unwrap();
+        self.run(&[
+            "plugin",
+            "install",
+            file.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--yes",
+        ])
+    }
 }
 
 /// stdout as text.

@@ -122,14 +122,13 @@ impl Environment {
             })?,
             Err(_) => config.settings.secret_store,
         };
-        Ok(SecretStore::new(self.dirs.data_dir.join("secrets"), choice))
+        Ok(SecretStore::new(self.dirs.secrets_dir(), choice))
     }
 
     /// The credential cache, or `None` (with a warning) when it cannot be
     /// opened; keyhelper then works without it.
     pub fn cache(&self) -> Option<CredentialCache> {
-        let dir = self.dirs.cache_dir.join("credentials");
-        match CredentialCache::open(dir, &self.dirs.data_dir.join("secrets").join("cache.key")) {
+        match CredentialCache::open(self.dirs.credentials_cache_dir(), &self.dirs.cache_key_file()) {
             Ok(cache) => Some(cache),
             Err(e) => {
                 tracing::warn!("{e}; continuing without the credential cache");
