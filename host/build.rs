@@ -1,7 +1,7 @@
 //! Builds the bundled provider plugins (every cdylib crate under `plugins/`)
 //! into WebAssembly components and generates the code that embeds them, with
-//! their sha256, into the `keyhelper` binary, together with the provider
-//! manifests in `providers/`.
+//! their sha256, into `keyhelper-full`. (Their manifests, in `providers/`,
+//! are embedded by keyhelper-core.)
 //!
 //! The plugins are built by a nested `cargo build --target wasm32-wasip2` into
 //! their own target directory (`target/plugin-build`, shared with
@@ -21,7 +21,7 @@ const PROFILE: &str = "plugin";
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("host/ lives in the workspace root").to_path_buf();
-    for watched in ["plugins", "wit", "providers", "Cargo.lock"] {
+    for watched in ["plugins", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -62,37 +62,8 @@ fn main() {
         )
         .expect("writing to a String");
     }
-    code.push_str(
-        "];\n\n/// Provider manifests compiled into this binary (`providers/<name>.toml`), by name.\npub static BUNDLED_MANIFESTS: &[(&str, &str)] = &[\n",
-    );
-    for manifest in sorted_files(&root.join("providers"), "toml") {
-        let name = manifest.file_stem().expect("a .toml file has a stem").to_string_lossy();
-        writeln!(code, "    ({name:?}, include_str!({:?})),", manifest.display().to_string())
-            .expect("writing to a String");
-    }
     code.push_str("];\n");
-    let mut manifests = Sha256::new();
-    for manifest in sorted_files(&root.join("providers"), "toml") {
-        manifests.update(fs::read(&manifest).expect("reading a provider manifest"));
-    }
-    writeln!(
-        code,
-        "\n/// sha256 of the bundled manifests, to notice they changed.\npub static BUNDLED_MANIFESTS_SHA256: &str = {:?};",
-        hex::encode(manifests.finalize())
-    )
-    .expect("writing to a String");
     fs::write(out_dir.join("bundled.rs"), code).expect("writing into OUT_DIR");
-}
-
-/// The files in `dir` with extension `ext`, sorted.
-fn sorted_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .filter_map(|entry| Some(entry.ok()?.path()))
-        .filter(|path| path.extension().is_some_and(|e| e == ext))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Directory names of the crates under `plugins/` that build a cdylib.

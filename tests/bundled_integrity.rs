@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::BoundedRun;
+
 use std::os::unix::fs::PermissionsExt;
 
 #[test]
@@ -20,13 +22,13 @@ fn an_altered_bundled_plugin_is_refused() {
     let install = home.path().join("altered");
     std::fs::create_dir(&install).unwrap();
     let binary = install.join("keyhelper");
-    std::fs::copy(env!("CARGO_BIN_EXE_keyhelper"), &binary).unwrap();
+    std::fs::copy(support::keyhelper_exe(), &binary).unwrap();
     let full = install.join("keyhelper-full");
     std::fs::write(&full, &altered).unwrap();
     std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
     home.fake_tool("az", "#!/bin/sh\necho '{\"accessToken\":\"eyJ-token\",\"expires_on\":4102444800}'\n");
 
-    let output = home.command(&binary).args(["get", "azure"]).output().unwrap();
+    let output = home.command(&binary).args(["get", "azure"]).output_within();
     assert_eq!(output.status.code(), Some(9), "{}", support::stderr(&output));
     assert!(output.stdout.is_empty());
     let stderr = support::stderr(&output);

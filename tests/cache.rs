@@ -1,6 +1,7 @@
 //! The credential cache with real processes: single flight across 32 racing
-//! `keyhelper get`s, a holder killed mid-refresh, expiry, refresh-ahead,
-//! `--min-ttl`, stale-on-error, fallbacks and corrupt entries.
+//! `keyhelper get`s, a holder killed mid-refresh, refresh-ahead, `--min-ttl`,
+//! stale-on-error, fallbacks and corrupt entries. (Expiry itself, which would
+//! take waiting here, is tested on an injected clock in the broker's tests.)
 //!
 //! The provider is a fake `az` (see `provider_azure.rs` for the output it
 //! reproduces) whose behaviour is steered through files: `mode` (`fail` makes
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Home, stderr, stdout};
+use support::{BoundedRun, Home, stderr, stdout};
 
 struct FakeAz {
     home: Home,
@@ -82,7 +83,7 @@ const WORK: &str = "[credentials.work]\nprovider = \"azure\"\n";
 
 fn race(az: &FakeAz, processes: usize) -> Vec<Output> {
     let children: Vec<Child> = (0..processes).map(|_| az.spawn_get("work")).collect();
-    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+    children.into_iter().map(support::finish).collect()
 }
 
 #[test]
@@ -122,7 +123,7 @@ fn a_holder_killed_mid_refresh_does_not_block_the_next_get() {
         std::thread::sleep(Duration::from_millis(20));
     }
     holder.kill().unwrap(); // SIGKILL
-    holder.wait().unwrap();
+    support::wait_within(&mut holder);
     az.set("delay", "0");
     let start = Instant::now();
     let output = az.get(&["work"]);
@@ -184,18 +185,6 @@ fn a_failed_refresh_serves_the_still_valid_secret_with_a_warning() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "token-1\n");
     assert!(stderr(&output).contains("serving the cached secret, valid for another"), "{}", stderr(&output));
-}
-
-#[test]
-fn an_expired_secret_is_never_served() {
-    let az = FakeAz::new("cache-expired", WORK);
-    az.set("ttl", "2");
-    assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
-    az.set("mode", "fail");
-    std::thread::sleep(Duration::from_secs(3));
-    let output = az.get(&["work"]);
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
-    assert!(output.stdout.is_empty());
 }
 
 #[test]
@@ -317,7 +306,7 @@ fn waiting_longer_than_the_bound_is_a_clear_error() {
         "{}",
         stderr(&output)
     );
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_secs(10), "waited {:?} for a 1s bound", start.elapsed());
     drop(held);
     assert_eq!(stdout(&az.get(&["work"])), "token-2\n");
 }
@@ -341,8 +330,8 @@ fn repeated_plain_gets_are_served_and_config_changes_are_never_missed() {
     // no `keyhelper-full` beside it still does, and fails clearly otherwise.
     let alone = az.home.path().join("front-alone");
     std::fs::create_dir(&alone).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_keyhelper"), alone.join("keyhelper")).unwrap();
-    let front = |args: &[&str]| az.home.command(alone.join("keyhelper")).args(args).output().unwrap();
+    std::fs::copy(support::keyhelper_exe(), alone.join("keyhelper")).unwrap();
+    let front = |args: &[&str]| az.home.command(alone.join("keyhelper")).args(args).output_within();
     assert_eq!(stdout(&front(&["get", "work"])), "token-1\n");
     let miss = front(&["get", "work", "--min-ttl", "2h"]);
     assert_eq!(miss.status.code(), Some(1));

@@ -1,6 +1,6 @@
 //! Contract versions side by side: a plugin built against the released
 //! `keyhelper:provider@0.1.0` (`tests/fixtures/legacy-v0_1_0`, generated from
-//! the frozen `wit/since_v0.1.0`) keeps loading and working in a keyhelper
+//! the frozen `plugins/sdk/wit/since_v0.1.0`) keeps loading and working in a keyhelper
 //! whose latest contract is 0.2.0, through the CLI like any installed plugin.
 
 mod support;
@@ -9,11 +9,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use keyhelper::credential::{FailureKind, Secret, Verdict};
-use keyhelper::manifest::ProviderManifest;
-use keyhelper::runtime::capability::CapabilityGrant;
-use keyhelper::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use keyhelper::runtime::{CallRequest, PluginError, PluginRuntime, PluginSource};
+use keyhelper_core::credential::Secret;
+use keyhelper_core::manifest::ProviderManifest;
+use keyhelper_host::runtime::capability::CapabilityGrant;
+use keyhelper_host::runtime::outcome::{FailureKind, Verdict};
+use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use keyhelper_host::runtime::{CallRequest, PluginError, PluginRuntime, PluginSource};
 use support::{Home, stderr, stdout};
 
 struct NoSecrets;

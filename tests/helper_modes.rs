@@ -7,11 +7,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use support::{Home, Moto, stderr, stdout};
+use support::{BoundedRun, Home, Moto, stderr, stdout};
 
 const TOKEN: &str = "eyJ0eXAi.helper.token";
 const EXPIRES: i64 = 4_102_441_200;
@@ -39,11 +39,11 @@ fn with_stdin(mut command: Command, input: &str) -> Output {
     let mut child =
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    support::finish(child)
 }
 
 fn keyhelper_dir() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_keyhelper")).parent().unwrap()
+    support::keyhelper_exe().parent().unwrap()
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn git_credential_fill_gets_the_token_and_its_expiry() {
         home_with_az("git", "\n[git.\"git.example.com\"]\ncredential = \"work\"\nusername = \"bot\"\n");
     std::fs::write(
         home.path().join(".gitconfig"),
-        format!("[credential]\n\thelper = \"!{} git-credential\"\n", env!("CARGO_BIN_EXE_keyhelper")),
+        format!("[credential]\n\thelper = \"!{} git-credential\"\n", support::keyhelper_exe().display()),
     )
     .unwrap();
     let git = |args: &[&str], input: &str| {
@@ -114,7 +114,7 @@ fn the_aws_cli_uses_keyhelper_as_its_credential_process() {
         for (k, v) in env {
             command.env(k, v);
         }
-        command.output().unwrap()
+        command.output_within()
     };
     // The two free actions: a user and its access key.
     let bootstrap = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")];
@@ -157,8 +157,7 @@ fn kubectl_exec_credential_has_the_v1_required_fields() {
     let output = home
         .keyhelper(&["get", "work", "--format", "k8s"])
         .env("KUBERNETES_EXEC_INFO", r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#)
-        .output()
-        .unwrap();
+        .output_within();
     assert!(output.status.success(), "{}", stderr(&output));
     let credential: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1");
@@ -175,7 +174,7 @@ fn docker_credential_helper_protocol() {
         "\n[docker.\"registry.example.com\"]\ncredential = \"work\"\nusername = \"00000000-0000-0000-0000-000000000000\"\n",
     );
     let helper = home.bin().join("docker-credential-keyhelper");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_keyhelper"), &helper).unwrap();
+    std::os::unix::fs::symlink(support::keyhelper_exe(), &helper).unwrap();
     // As docker-credential-helpers' client does: the action as the only
     // argument, the server URL on stdin without a newline.
     let call = |action: &str, input: &str| {
@@ -222,19 +221,17 @@ fn claude_code_codex_cowork_and_headers_helpers() {
     // Claude Code runs apiKeyHelper with /bin/sh; Codex runs argv with empty stdin.
     let shell = home
         .command("/bin/sh")
-        .args(["-c", &format!("{} get work", env!("CARGO_BIN_EXE_keyhelper"))])
-        .output()
-        .unwrap();
+        .args(["-c", &format!("{} get work", support::keyhelper_exe().display())])
+        .output_within();
     assert_eq!(stdout(&shell), format!("{TOKEN}\n"));
     assert_eq!(stderr(&shell), "");
-    let codex = home.keyhelper(&["get", "work"]).stdin(Stdio::null()).output().unwrap();
+    let codex = home.keyhelper(&["get", "work"]).stdin(Stdio::null()).output_within();
     assert_eq!(stdout(&codex), format!("{TOKEN}\n"));
 
     let cowork = home
         .keyhelper(&["get", "work", "--format", "cowork"])
         .env("CLAUDE_HELPER_CONTEXT", "background")
-        .output()
-        .unwrap();
+        .output_within();
     let reply: serde_json::Value = serde_json::from_slice(&cowork.stdout).unwrap();
     assert_eq!(reply["token"], TOKEN);
     assert_eq!(reply["headers"]["Authorization"], format!("Bearer {TOKEN}"));
@@ -303,14 +300,14 @@ fn run_with_mask_forwards_signals_to_the_program() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let lines = support::BoundedLines::new(child.stdout.take().unwrap());
+    assert_eq!(lines.next_line().unwrap(), "ready");
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    assert_eq!(lines.next().unwrap().unwrap(), "got-term");
-    assert_eq!(child.wait().unwrap().code(), Some(42));
+    assert_eq!(lines.next_line().unwrap(), "got-term");
+    assert_eq!(support::wait_within(&mut child).code(), Some(42));
 }
 
 #[test]

@@ -15,11 +15,12 @@ use std::net::TcpListener;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use keyhelper::credential::{Credential, FailureKind, Secret};
-use keyhelper::manifest::ProviderManifest;
-use keyhelper::runtime::capability::CapabilityGrant;
-use keyhelper::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use keyhelper::runtime::{CallRequest, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
+use keyhelper_core::credential::{Credential, Secret};
+use keyhelper_core::manifest::ProviderManifest;
+use keyhelper_host::runtime::capability::CapabilityGrant;
+use keyhelper_host::runtime::outcome::FailureKind;
+use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use keyhelper_host::runtime::{CallRequest, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
 use sha2::{Digest, Sha256};
 
 const STORED_SECRET: &str = "sk-stored-secret-0123456789";
@@ -221,7 +222,7 @@ fn a_slow_program_is_killed_at_its_time_limit() {
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
     assert_still_usable();
 }
 

@@ -6,12 +6,12 @@ mod support;
 
 use std::process::Command;
 
-use support::Home;
+use support::{BoundedRun, Home};
 
 const KEY: &str = "sk-proj-SecretService0123456789abcdefghijklmnopqrstuvwxyz";
 
 fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output_within().status.success()
 }
 
 #[test]
@@ -43,16 +43,9 @@ fn login_get_and_logout_through_gnome_keyring() {
         .command("dbus-run-session")
         .args(["--", "sh", "-c", script])
         .env("XDG_RUNTIME_DIR", &runtime_dir)
-        .env(
-            "PATH",
-            format!(
-                "{}:/usr/bin:/bin",
-                std::path::Path::new(env!("CARGO_BIN_EXE_keyhelper")).parent().unwrap().display()
-            ),
-        )
+        .env("PATH", format!("{}:/usr/bin:/bin", support::keyhelper_exe().parent().unwrap().display()))
         .env("KEY", KEY)
-        .output()
-        .unwrap();
+        .output_within();
     let out = support::stdout(&output);
     let err = support::stderr(&output);
     assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");

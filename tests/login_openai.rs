@@ -8,7 +8,7 @@ mod support;
 use std::io::Write;
 use std::process::{Output, Stdio};
 
-use support::{Home, MockHttp, stderr, stdout};
+use support::{BoundedRun, Home, MockHttp, stderr, stdout};
 
 const KEY: &str = "sk-proj-Abc123_def456-GHI789jkl012MNO345pqr678STU901vwx234YZ";
 const OTHER_KEY: &str = "sk-svcacct-Zyx987_wvu654-TSR321qpo098NML765kji432HGF109edc";
@@ -32,11 +32,11 @@ fn run_with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
     if let Err(e) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
     }
-    child.wait_with_output().unwrap()
+    support::finish(child)
 }
 
 fn run(home: &Home, args: &[&str]) -> Output {
-    home.keyhelper(args).env("KEYHELPER_SECRET_STORE", "file").output().unwrap()
+    home.keyhelper(args).env("KEYHELPER_SECRET_STORE", "file").output_within()
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn wrong_pastes_are_refused_without_echoing_them() {
 #[test]
 fn login_without_a_terminal_or_stdin_flag_asks_for_stdin() {
     let home = file_home("openai-no-tty");
-    let output = home.keyhelper(&["login", "openai"]).stdin(Stdio::null()).output().unwrap();
+    let output = home.keyhelper(&["login", "openai"]).stdin(Stdio::null()).output_within();
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("pipe it in with --stdin"), "{}", stderr(&output));
 }

@@ -38,7 +38,7 @@ fn run_ok(home: &Home, program: &str, args: &[&str], stdin: Option<&str>) -> Str
             panic!("{program} is missing ({e}): install pass and gnupg (`cargo xtask test` does)")
         });
     child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = support::finish(child);
     assert!(output.status.success(), "{program} {args:?}: {}", stderr(&output));
     stdout(&output)
 }

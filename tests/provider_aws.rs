@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::{Home, Moto, stderr, stdout};
+use support::{BoundedRun, Home, Moto, stderr, stdout};
 
 struct AwsWorld {
     home: Home,
@@ -43,12 +43,12 @@ impl AwsWorld {
     fn aws(&self, args: &[&str]) {
         let mut command = self.with_env(self.home.command(self.tools.join("aws")));
         command.args(["--endpoint-url", &self.moto.endpoint, "--region", "us-east-1"]).args(args);
-        let output = command.output().unwrap();
+        let output = command.output_within();
         assert!(output.status.success(), "aws {args:?}: {}", stderr(&output));
     }
 
     fn get(&self, name: &str) -> std::process::Output {
-        self.with_env(self.home.keyhelper(&["get", name])).output().unwrap()
+        self.with_env(self.home.keyhelper(&["get", name])).output_within()
     }
 }
 
@@ -80,7 +80,7 @@ fn whole_json_key_shorthand_rotation_and_missing() {
         r#"{"api_key":"sk-aws-rotated"}"#,
     ]);
     assert_eq!(stdout(&world.get("aws-key")), "sk-aws-first\n", "served from the cache (15m ttl)");
-    let clear = world.with_env(world.home.keyhelper(&["cache", "clear", "aws-key"])).output().unwrap();
+    let clear = world.with_env(world.home.keyhelper(&["cache", "clear", "aws-key"])).output_within();
     assert!(clear.status.success(), "{}", stderr(&clear));
     assert_eq!(stderr(&clear), "keyhelper: removed 1 cached secret\n");
     let rotated = world.get("aws-key");

@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{Home, stderr, stdout};
+use support::{BoundedRun, Home, stderr, stdout};
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJhcGk6Ly9teS1wcm94eSJ9.c2lnbmF0dXJl";
 
@@ -61,8 +61,7 @@ fn az_gets_a_minimal_environment() {
         .env("AZURE_CONFIG_DIR", "/tmp/azure-profile")
         .env("OPENAI_API_KEY", "sk-must-not-reach-az")
         .env("AWS_SECRET_ACCESS_KEY", "must-not-reach-az")
-        .output()
-        .unwrap();
+        .output_within();
     assert!(output.status.success(), "{}", stderr(&output));
     let log = az_log(&home);
     let names: Vec<&str> =

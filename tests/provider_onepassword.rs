@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Home, stderr, stdout};
+use support::{BoundedRun, Home, stderr, stdout};
 
 const SECRET: &str = "sk-proj-onepassword-secret-value-0123456789abcdefghij";
 
@@ -46,8 +46,7 @@ fn passes_the_declared_op_variables_and_nothing_else() {
         .keyhelper(&["get", "vault"])
         .env("OP_SERVICE_ACCOUNT_TOKEN", "ops_service_account_token")
         .env("GITHUB_TOKEN", "ghp_must_not_reach_op")
-        .output()
-        .unwrap();
+        .output_within();
     assert!(output.status.success(), "{}", stderr(&output));
     let log = std::fs::read_to_string(home.bin().join("op.log")).unwrap();
     assert!(log.contains("env: OP_SERVICE_ACCOUNT_TOKEN=ops_service_account_token"), "{log}");

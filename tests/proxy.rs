@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Home;
+use support::{BoundedRun, Home};
 
 const CLIENT_KEY: &str = "test-client-key-0123456789";
 
@@ -105,14 +105,14 @@ impl Proxy {
         let mut args = vec!["proxy", "work", "--upstream", upstream, "--client-key", CLIENT_KEY];
         args.extend_from_slice(extra);
         let mut child = home.keyhelper(&args).stderr(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let lines = support::BoundedLines::new(child.stderr.take().unwrap());
         let address = loop {
-            let line = lines.next().expect("the proxy exited before listening").unwrap();
+            let line = lines.next_line().expect("the proxy exited before listening");
             if let Some(rest) = line.strip_prefix("keyhelper: proxying http://") {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
         };
-        std::thread::spawn(move || lines.for_each(drop));
+        std::thread::spawn(move || while lines.next_line().is_some() {});
         Self { child, address }
     }
 
@@ -123,6 +123,7 @@ impl Proxy {
     /// One raw HTTP/1.1 request; returns status and body.
     fn request(&self, path: &str, key: Option<&str>) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream.set_read_timeout(Some(support::CHILD_TIMEOUT)).unwrap();
         let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
         write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n", self.address)
             .unwrap();
@@ -144,8 +145,7 @@ fn openai_session(proxy: &Proxy, seconds: u32) -> serde_json::Value {
     let output = Command::new(support::python_tools().join("python"))
         .arg(support::repo_root().join("tests/proxy/client.py"))
         .args([&proxy.base(), CLIENT_KEY, &seconds.to_string()])
-        .output()
-        .unwrap();
+        .output_within();
     assert!(output.status.success(), "{}", support::stderr(&output));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -219,8 +219,7 @@ fn tls_upstreams_are_verified_against_the_given_ca() {
     let made = Command::new(support::python_tools().join("python"))
         .arg(support::repo_root().join("tests/proxy/make_certs.py"))
         .arg(&certs)
-        .output()
-        .unwrap();
+        .output_within();
     assert!(made.status.success(), "{}", support::stderr(&made));
     let upstream = Upstream::start(&home, Some(&certs));
     let url = format!("https://127.0.0.1:{}", upstream.port);

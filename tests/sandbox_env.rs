@@ -7,11 +7,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use keyhelper::credential::Secret;
-use keyhelper::manifest::ProviderManifest;
-use keyhelper::runtime::capability::CapabilityGrant;
-use keyhelper::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use keyhelper::runtime::{CallRequest, PluginError, PluginRuntime, PluginSource};
+use keyhelper_core::credential::Secret;
+use keyhelper_core::manifest::ProviderManifest;
+use keyhelper_host::runtime::capability::CapabilityGrant;
+use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use keyhelper_host::runtime::{CallRequest, PluginError, PluginRuntime, PluginSource};
 use sha2::{Digest, Sha256};
 
 struct NoSecrets;

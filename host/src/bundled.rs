@@ -1,6 +1,6 @@
-//! What `build.rs` compiled into this binary: the provider manifests of
-//! `providers/` and the plugin components of `plugins/`, each plugin with the
-//! sha256 it had at build time, so an altered binary is caught at load.
+//! The plugin components of `plugins/`, compiled into this binary by
+//! `build.rs`, each with the sha256 it had at build time, so an altered binary
+//! is caught at load. (Their manifests are embedded by keyhelper-core.)
 
 use std::borrow::Cow;
 
@@ -28,5 +28,23 @@ impl BundledPlugin {
     /// The plugin as a source to load, pinned to its build-time hash.
     pub fn source(&self) -> PluginSource<'static> {
         PluginSource { name: self.name, wasm: Cow::Borrowed(self.wasm), sha256: self.sha256 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyhelper_core::catalog::ProviderCatalog;
+
+    use super::*;
+
+    #[test]
+    fn bundled_plugins_and_manifests_pair_up() {
+        let catalog = ProviderCatalog::bundled();
+        for manifest in catalog.all() {
+            assert!(find(&manifest.plugin).is_some(), "{} names a plugin that is not bundled", manifest.name);
+        }
+        for plugin in BUNDLED_PLUGINS {
+            assert!(catalog.all().any(|m| m.plugin == plugin.name), "plugin {} has no manifest", plugin.name);
+        }
     }
 }

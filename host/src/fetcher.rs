@@ -6,15 +6,31 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::sync::Arc;
 
+use keyhelper_core::credential::{Credential, Secret};
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::installed::InstalledPlugins;
+use keyhelper_core::paths::Dirs;
+use keyhelper_core::resolve::ResolvedCredential;
+
 use crate::bundled;
-use crate::credential::{Credential, Secret, Validation};
-use crate::failure::{ExitClass, Failure};
-use crate::installed::InstalledPlugins;
-use crate::paths::Dirs;
-use crate::resolve::ResolvedCredential;
 use crate::runtime::capability::CapabilityGrant;
+use crate::runtime::outcome::Validation;
 use crate::runtime::sandbox::{CallContext, Limits, StoredSecrets};
 use crate::runtime::{CallRequest, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
+
+/// Where fresh credentials come from: the provider's plugin, in the product
+/// ([`CredentialFetcher`]), a script in the broker's tests.
+pub trait Fetcher {
+    /// Asks the credential's provider for a fresh credential.
+    fn fetch(&self, credential: &ResolvedCredential<'_>) -> Result<Credential, Failure>;
+
+    /// Asks the credential's provider to renew `previous`, which it returned earlier.
+    fn refresh(
+        &self,
+        credential: &ResolvedCredential<'_>,
+        previous: &Credential,
+    ) -> Result<Credential, Failure>;
+}
 
 /// Calls provider plugins on behalf of the CLI.
 pub struct CredentialFetcher {
@@ -28,28 +44,6 @@ impl CredentialFetcher {
     /// A fetcher reading stored secrets from `secrets`.
     pub fn new(dirs: Dirs, secrets: Arc<dyn StoredSecrets>, interactive: bool) -> Self {
         Self { dirs, secrets, interactive, runtime: OnceCell::new() }
-    }
-
-    /// Asks the credential's provider for a fresh credential.
-    pub fn fetch(&self, credential: &ResolvedCredential<'_>) -> Result<Credential, Failure> {
-        tracing::debug!("fetching '{}' from provider '{}'", credential.name, credential.manifest.name);
-        let plugin = self.load(credential)?;
-        plugin
-            .fetch(self.context(credential), &self.request(credential))
-            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
-    }
-
-    /// Asks the credential's provider to renew `previous`, which it returned earlier.
-    pub fn refresh(
-        &self,
-        credential: &ResolvedCredential<'_>,
-        previous: &Credential,
-    ) -> Result<Credential, Failure> {
-        tracing::debug!("renewing '{}' with provider '{}'", credential.name, credential.manifest.name);
-        let plugin = self.load(credential)?;
-        plugin
-            .refresh(self.context(credential), &self.request(credential), previous)
-            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
     }
 
     /// Asks the credential's provider whether `secret` is well-formed and, with
@@ -121,5 +115,27 @@ impl CredentialFetcher {
             options: credential.options.clone(),
             interactive: self.interactive,
         }
+    }
+}
+
+impl Fetcher for CredentialFetcher {
+    fn fetch(&self, credential: &ResolvedCredential<'_>) -> Result<Credential, Failure> {
+        tracing::debug!("fetching '{}' from provider '{}'", credential.name, credential.manifest.name);
+        let plugin = self.load(credential)?;
+        plugin
+            .fetch(self.context(credential), &self.request(credential))
+            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
+    }
+
+    fn refresh(
+        &self,
+        credential: &ResolvedCredential<'_>,
+        previous: &Credential,
+    ) -> Result<Credential, Failure> {
+        tracing::debug!("renewing '{}' with provider '{}'", credential.name, credential.manifest.name);
+        let plugin = self.load(credential)?;
+        plugin
+            .refresh(self.context(credential), &self.request(credential), previous)
+            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
     }
 }

@@ -1,6 +1,6 @@
-//! The `keyhelper` executable: serves cache hits, runs `keyhelper-full` for
-//! everything else (see `keyhelper::front`).
+//! The `keyhelper-full` executable: the complete program, which the small
+//! `keyhelper` executable runs for everything but a cache hit.
 
 fn main() -> std::process::ExitCode {
-    keyhelper::front::main()
+    keyhelper_host::cli::main()
 }

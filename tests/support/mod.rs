@@ -1,12 +1,87 @@
 //! Shared helpers for keyhelper's integration tests: building the test
 //! plugins, isolated home directories, running the real `keyhelper` binary
-//! with fake tools on PATH.
+//! with fake tools on PATH, and bounded waits for every child process.
 
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+/// How long any child process of a test may run: far beyond what any of them
+/// needs on a loaded machine, so that a hang fails the test instead of CI.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The small `keyhelper` executable, which `cargo xtask test` builds beside
+/// `keyhelper-full` (another package's binary, so cargo does not build it for
+/// these tests by itself).
+pub fn keyhelper_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe = Path::new(env!("CARGO_BIN_EXE_keyhelper-full")).with_file_name("keyhelper");
+        assert!(
+            exe.exists(),
+            "{} is missing; run the tests with `cargo xtask test`, which builds it (or `cargo build -p keyhelper` with the same flags first)",
+            exe.display()
+        );
+        exe
+    })
+}
+
+/// [`Command`] with every wait bounded by [`CHILD_TIMEOUT`].
+pub trait BoundedRun {
+    /// Like `output()` (stdin empty, stdout and stderr captured), but the child
+    /// is killed and the test fails if it runs longer than [`CHILD_TIMEOUT`].
+    fn output_within(&mut self) -> Output;
+}
+
+impl BoundedRun for Command {
+    fn output_within(&mut self) -> Output {
+        let shown = format!("{self:?}");
+        let child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {shown}: {e}"));
+        finish(child)
+    }
+}
+
+/// Like `Child::wait_with_output()`, but the child is killed and the test
+/// fails if it, or anything holding its output pipes open, runs longer than
+/// [`CHILD_TIMEOUT`].
+pub fn finish(mut child: Child) -> Output {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (send, receive) = std::sync::mpsc::channel();
+        if let Some(mut pipe) = pipe {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                let _ = send.send(bytes);
+            });
+        } else {
+            let _ = send.send(Vec::new());
+        }
+        receive
+    }
+    let deadline = std::time::Instant::now() + CHILD_TIMEOUT;
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let Some(status) = child.wait_timeout(CHILD_TIMEOUT).expect("waiting for a child process") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("a child process ran longer than {CHILD_TIMEOUT:?} and was killed");
+    };
+    let collect = |pipe: std::sync::mpsc::Receiver<Vec<u8>>| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        pipe.recv_timeout(left).expect("a child's output pipe stayed open past the test's bound")
+    };
+    Output { status, stdout: collect(stdout), stderr: collect(stderr) }
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -45,29 +120,68 @@ pub fn fixture_wasm(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// Waits for `child` at most [`CHILD_TIMEOUT`]; kills it and fails the test
+/// after that.
+pub fn wait_within(child: &mut Child) -> std::process::ExitStatus {
+    match child.wait_timeout(CHILD_TIMEOUT).expect("waiting for a child process") {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a child process ran longer than {CHILD_TIMEOUT:?} and was killed");
+        }
+    }
+}
+
+/// The lines of a child's output pipe, read on a thread of their own, so
+/// that each is awaited for at most [`CHILD_TIMEOUT`].
+pub struct BoundedLines(std::sync::mpsc::Receiver<String>);
+
+impl BoundedLines {
+    /// Starts reading `pipe`.
+    pub fn new(pipe: impl Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self(receive)
+    }
+
+    /// The next line; `None` at the end of the output. Fails the test if no
+    /// line comes within [`CHILD_TIMEOUT`].
+    pub fn next_line(&self) -> Option<String> {
+        match self.0.recv_timeout(CHILD_TIMEOUT) {
+            Ok(line) => Some(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("a child printed no line for {CHILD_TIMEOUT:?}")
+            }
+        }
+    }
+}
+
 /// A fresh, empty directory for one test, removed when dropped.
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// A new directory named after `tag`.
     pub fn new(tag: &str) -> Self {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("keyhelper-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating a temp dir");
-        Self(path)
+        Self(
+            tempfile::Builder::new()
+                .prefix(&format!("keyhelper-test-{tag}-"))
+                .tempdir()
+                .expect("creating a temp dir"),
+        )
     }
 
     /// Its path.
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
@@ -117,7 +231,7 @@ impl Home {
 
     /// `keyhelper <args>` as this user, with a clean environment.
     pub fn keyhelper(&self, args: &[&str]) -> Command {
-        let mut command = self.command(env!("CARGO_BIN_EXE_keyhelper"));
+        let mut command = self.command(keyhelper_exe());
         command.args(args);
         command
     }
@@ -138,7 +252,7 @@ impl Home {
 
     /// Runs `keyhelper <args>` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.keyhelper(args).output().expect("running keyhelper")
+        self.keyhelper(args).output_within()
     }
 
     /// Installs a plugin as a user would: the component saved as

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::toolchain::ShippedBuild;
+use crate::shipped::ShippedBuild;
 use crate::workspace_root;
 
 /// One measured command: wall-time samples and the largest peak RSS seen.
@@ -280,6 +280,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         &[
             "-p",
             "keyhelper",
+            "-p",
+            "keyhelper-host",
             "--bin",
             "keyhelper",
             "--bin",

@@ -7,10 +7,18 @@
 //! - `install`: installs the wasm target and the `keyhelper` executables.
 //! - `bench [--runs N]`: benchmarks of the release binary against baselines
 //!   measured in the same run.
+//! - `check-artifacts`: the release `keyhelper` executable links no clap,
+//!   tokio or wasmtime and stays under 2 MiB; the plugin SDK packages with
+//!   its WIT (both also part of `test`).
+//! - `check-layers`: no import cycles between the top-level modules of each
+//!   crate, and nothing but the entry points imports the CLI (part of `test`).
 
+mod artifacts;
 mod bench;
+mod layers;
 mod plugins;
 mod proxy_bench;
+mod shipped;
 mod toolchain;
 
 use std::path::PathBuf;
@@ -30,14 +38,20 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<String>) -> Result<()> {
     let Some((command, rest)) = args.split_first() else {
-        bail!("missing command; use build-plugins, test, install or bench");
+        bail!("missing command; use build-plugins, test, install, bench, check-artifacts or check-layers");
     };
     match command.as_str() {
         "build-plugins" => build_plugins(rest),
         "test" => toolchain::test(rest),
         "install" => toolchain::install(),
         "bench" => bench::bench(rest),
-        other => bail!("unknown command `{other}`; use build-plugins, test, install or bench"),
+        "check-artifacts" => artifacts::check(),
+        "check-layers" => layers::check(),
+        other => {
+            bail!(
+                "unknown command `{other}`; use build-plugins, test, install, bench, check-artifacts or check-layers"
+            )
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
+use crate::shipped::{ShippedBuild, run};
 use crate::workspace_root;
 
 /// The target provider plugins are built for.
@@ -97,8 +98,9 @@ pub fn ensure_python_tools() -> Result<PathBuf> {
 }
 
 /// `cargo xtask test`: everything CI checks. `cargo xtask test -- ARGS`
-/// runs only `cargo test -p keyhelper ARGS` (the host and its integration
-/// tests, e.g. `--test cache`) after the same preparation and checks.
+/// runs only `cargo test -p keyhelper-host ARGS` (the host and its
+/// integration tests, e.g. `--test cache`) after the same preparation and
+/// checks.
 pub fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
     ensure_system_tools()?;
@@ -123,96 +125,50 @@ pub fn test(args: &[String]) -> Result<()> {
         .arg(&example)
         .args(["--", "-D", "warnings"]))?;
     run(Command::new(&cargo).current_dir(&root).args(["test", "--manifest-path"]).arg(&example))?;
-    // The host and its integration tests run the executables as they ship;
-    // the other crates (plugins, which ship as wasm, and xtask) build as usual.
+    // The host's integration tests run both executables as they ship; the
+    // small one belongs to another package, so it is built first, into the
+    // same directory. The other crates (core, plugins, which ship as wasm, and
+    // xtask) build as usual.
+    let shipped = ShippedBuild::for_host()?;
+    run(Command::new(&cargo)
+        .current_dir(&root)
+        .args(["build", "--package", "keyhelper"])
+        .args(shipped.cargo_args()))?;
     let extra: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
     run(Command::new(&cargo)
         .current_dir(&root)
         .env("KEYHELPER_TEST_TOOLS", &tools)
-        .args(["test", "--package", "keyhelper"])
-        .args(ShippedBuild::for_host()?.cargo_args())
+        .args(["test", "--package", "keyhelper-host"])
+        .args(shipped.cargo_args())
         .args(&extra))?;
     if !extra.is_empty() {
         return Ok(());
     }
-    run(Command::new(&cargo).current_dir(&root).args(["test", "--workspace", "--exclude", "keyhelper"]))
+    run(Command::new(&cargo).current_dir(&root).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "keyhelper-host",
+    ]))?;
+    crate::layers::check()?;
+    crate::artifacts::check()
 }
 
-/// `cargo xtask install`: the wasm target, then `cargo install --path host`
-/// built as it ships (see [`ShippedBuild`]).
+/// `cargo xtask install`: the wasm target, then both executables
+/// (`keyhelper` from `front/`, `keyhelper-full` from `host/`) with `cargo
+/// install`, built as they ship (see [`ShippedBuild`]) in one shared target
+/// directory.
 pub fn install() -> Result<()> {
     ensure_wasm_target()?;
     let shipped = ShippedBuild::for_host()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["install", "--locked", "--path", "host"])
-        .args(shipped.cargo_args()))
-}
-
-/// How the `keyhelper` executable is built for users, and so for the tests
-/// and benchmarks too.
-///
-/// On Linux with glibc it is linked statically and position-dependent: no
-/// dynamic loader, no libraries to map, no relocations to apply at start,
-/// which halves the cost of every cache hit. glibc resolves host names from
-/// /etc/hosts and DNS itself; only optional NSS modules are loaded at run time.
-/// The flags go through `--target`, so cargo keeps them off build scripts and
-/// proc-macros, which cannot be static. Elsewhere the build is cargo's default.
-pub struct ShippedBuild {
-    /// The host triple, when it is built static.
-    static_target: Option<String>,
-}
-
-impl ShippedBuild {
-    /// The shipped build for the machine we run on.
-    pub fn for_host() -> Result<Self> {
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let output =
-            Command::new(&rustc).arg("-vV").output().with_context(|| format!("running {rustc} -vV"))?;
-        let version = String::from_utf8_lossy(&output.stdout);
-        let host = version
-            .lines()
-            .find_map(|line| line.strip_prefix("host: "))
-            .with_context(|| format!("`{rustc} -vV` printed no host triple"))?;
-        let static_target = host.ends_with("-linux-gnu").then(|| host.to_string());
-        Ok(Self { static_target })
-    }
-
-    /// cargo's default build, whatever the host.
-    pub fn cargo_default() -> Self {
-        Self { static_target: None }
-    }
-
-    /// Arguments for `cargo build|test|install`.
-    pub fn cargo_args(&self) -> Vec<String> {
-        let Some(target) = &self.static_target else {
-            return Vec::new();
-        };
-        let flags = r#"["-C", "target-feature=+crt-static", "-C", "relocation-model=static"]"#;
-        vec![
-            "--target".into(),
-            target.clone(),
-            "--config".into(),
-            format!("target.{target}.rustflags = {flags}"),
-        ]
-    }
-
-    /// Where cargo puts binaries built with [`Self::cargo_args`] in `profile`.
-    pub fn bin_dir(&self, profile: &str) -> PathBuf {
-        let target = workspace_root().join("target");
-        match &self.static_target {
-            Some(triple) => target.join(triple).join(profile),
-            None => target.join(profile),
-        }
-    }
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let shown = format!("{command:?}");
-    let status = command.status().with_context(|| format!("running {shown}"))?;
-    if !status.success() {
-        bail!("{shown} failed ({status})");
+    let target_dir = workspace_root().join("target").join("install");
+    for package in ["host", "front"] {
+        run(Command::new(&cargo)
+            .current_dir(workspace_root())
+            .args(["install", "--locked", "--path", package, "--target-dir"])
+            .arg(&target_dir)
+            .args(shipped.cargo_args()))?;
     }
     Ok(())
 }

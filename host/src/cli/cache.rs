@@ -1,9 +1,9 @@
 //! `keyhelper cache clear [NAME]`.
 
 use clap::Subcommand;
+use keyhelper_core::failure::{ExitClass, Failure};
 
-use super::Environment;
-use crate::failure::{ExitClass, Failure};
+use crate::environment::Environment;
 
 /// Subcommands of `keyhelper cache`.
 #[derive(Debug, Subcommand)]

@@ -15,10 +15,11 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use super::Environment;
+use keyhelper_core::config::{Config, HostBinding};
+use keyhelper_core::failure::Failure;
+
 use crate::broker::GetOptions;
-use crate::config::{Config, HostBinding};
-use crate::failure::Failure;
+use crate::environment::Environment;
 
 /// The protocol's "nothing stored for this server" message.
 pub const NOT_FOUND: &str = "credentials not found in native keychain";
@@ -46,7 +47,7 @@ fn respond(env: &Environment, action: &str, input: &str) -> Result<String, Failu
     match action {
         "get" => {
             let Some((url, binding)) = find(&config, input) else {
-                return Err(Failure::new(crate::failure::ExitClass::NotFound, NOT_FOUND));
+                return Err(Failure::new(keyhelper_core::failure::ExitClass::NotFound, NOT_FOUND));
             };
             let served = env.broker(&config)?.get(&binding.credential, GetOptions::default())?;
             Ok(serde_json::json!({
@@ -71,12 +72,12 @@ fn respond(env: &Environment, action: &str, input: &str) -> Result<String, Failu
             Ok(String::new())
         }
         "store" => Err(Failure::new(
-            crate::failure::ExitClass::Usage,
+            keyhelper_core::failure::ExitClass::Usage,
             "keyhelper does not store Docker credentials; add a [docker.\"<registry>\"] table to its config.toml",
         )),
         "version" => Ok(format!("keyhelper {}", env!("CARGO_PKG_VERSION"))),
         other => Err(Failure::new(
-            crate::failure::ExitClass::Usage,
+            keyhelper_core::failure::ExitClass::Usage,
             format!("unknown action `{other}`; use get, list, store, erase or version"),
         )),
     }

@@ -2,10 +2,11 @@
 //! secrets as shell `export` lines, a `.env` file, or JSON.
 
 use clap::{Args, ValueEnum};
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::output;
 
-use super::{Environment, secret_env};
-use crate::failure::{ExitClass, Failure};
-use crate::output;
+use super::secret_env;
+use crate::environment::Environment;
 
 /// Formats of `keyhelper export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::fast_get;
+use keyhelper_core::output::{self, Format};
 
-use super::Environment;
 use crate::broker::GetOptions;
-use crate::failure::{ExitClass, Failure};
-use crate::fast_get;
-use crate::output::{self, Format};
-use crate::resolve::resolve;
+use crate::environment::Environment;
 
 /// Arguments of `keyhelper get`.
 #[derive(Debug, Args)]
@@ -20,32 +20,38 @@ pub struct GetArgs {
     #[arg(short = 'n')]
     pub no_newline: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Raw)]
+    #[arg(long, default_value = "raw", value_parser = format_parser())]
     pub format: Format,
     /// Return a secret valid at least this long (e.g. `10m`), renewing it if needed.
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse)]
+    #[arg(long, value_name = "DURATION", value_parser = keyhelper_core::duration::parse)]
     pub min_ttl: Option<Duration>,
     /// Ask the provider even if a fresh secret is cached (and do not cache it).
     #[arg(long)]
     pub no_cache: bool,
 }
 
+/// `--format`: the names and help of [`Format::ALL`].
+fn format_parser() -> impl TypedValueParser<Value = Format> {
+    PossibleValuesParser::new(Format::ALL.map(|f| PossibleValue::new(f.name()).help(f.help())))
+        .map(|name| Format::parse(&name).expect("clap admits only the listed names"))
+}
+
 /// Runs `get`.
 pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
     let config = env.config()?;
     let options = GetOptions { min_ttl: args.min_ttl.unwrap_or_default(), no_cache: args.no_cache };
-    let served = env.broker(&config)?.get(&args.name, options)?;
-    let credential = resolve(&served.served_by, &config, &env.catalog)?;
-    let text =
-        output::render(&served.credential, args.format, &credential.manifest.conventions, !args.no_newline)?;
+    let broker = env.broker(&config)?;
+    let served = broker.get(&args.name, options)?;
+    let conventions = &served.source.manifest.conventions;
+    let text = output::render(&served.credential, args.format, conventions, !args.no_newline)?;
     output::print(&text)
         .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot write to stdout: {e}")))?;
-    if served.served_by == args.name
+    if served.source.name == args.name
         && !args.no_cache
-        && let Some(cache) = env.cache()
+        && let Some(cache) = broker.cache()
     {
-        let refresh_before = credential.refresh_before(&config.settings);
-        fast_get::remember(&env.dirs, &args.name, cache.entry(&credential).id(), refresh_before);
+        let refresh_before = served.source.refresh_before(&config.settings);
+        fast_get::remember(&env.dirs, &args.name, served.source.cache_entry(cache).id(), refresh_before);
     }
     Ok(())
 }

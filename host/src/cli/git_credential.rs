@@ -9,11 +9,11 @@
 use std::io::BufRead;
 
 use clap::Args;
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::output;
 
-use super::Environment;
 use crate::broker::GetOptions;
-use crate::failure::{ExitClass, Failure};
-use crate::output;
+use crate::environment::Environment;
 
 /// The username sent when `[git."host"]` names none (GitHub's convention for
 /// tokens; most servers accept any username with a token).

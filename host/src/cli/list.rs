@@ -1,9 +1,10 @@
 //! `keyhelper list`: configured credentials and stored secrets, by name only.
 
-use super::Environment;
+use keyhelper_core::clock::unix_now;
+use keyhelper_core::failure::Failure;
+
 use super::status::describe_expiry;
-use crate::credential::unix_now;
-use crate::failure::Failure;
+use crate::environment::Environment;
 use crate::store::SecretId;
 
 /// Runs `list`.

@@ -4,16 +4,17 @@
 use std::io::{IsTerminal, Read};
 
 use clap::Args;
+use keyhelper_core::capabilities::Capabilities;
+use keyhelper_core::config::Config;
+use keyhelper_core::credential::Secret;
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::manifest::ProviderManifest;
+use keyhelper_core::resolve::ResolvedCredential;
+use keyhelper_core::suggest::did_you_mean;
 
-use super::Environment;
-use crate::config::Config;
-use crate::credential::{Secret, Verdict};
-use crate::failure::{ExitClass, Failure};
-use crate::manifest::ProviderManifest;
-use crate::resolve::ResolvedCredential;
-use crate::runtime::capability::Capabilities;
+use crate::environment::Environment;
+use crate::runtime::outcome::Verdict;
 use crate::store::SecretId;
-use crate::suggest::did_you_mean;
 
 /// The connection used when none is named.
 const DEFAULT_CONNECTION: &str = "default";

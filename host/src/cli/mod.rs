@@ -19,20 +19,12 @@ mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::invocation;
 
-use crate::broker::CredentialBroker;
-use crate::cache::CredentialCache;
-use crate::config::Config;
-use crate::failure::{ExitClass, Failure};
-use crate::fetcher::CredentialFetcher;
-use crate::installed::InstalledPlugins;
-use crate::interaction::CallerHints;
-use crate::manifest::ProviderCatalog;
-use crate::paths::Dirs;
-use crate::store::{SecretStore, StoreChoice};
+use crate::environment::Environment;
 
 /// One credential helper for AI coding tools and API clients.
 ///
@@ -92,76 +84,11 @@ pub enum Command {
     Status,
 }
 
-/// Everything a command needs to start: directories, providers, configuration.
-pub struct Environment {
-    /// keyhelper's directories.
-    pub dirs: Dirs,
-    /// Known providers.
-    pub catalog: ProviderCatalog,
-}
-
-impl Environment {
-    fn new(config_override: Option<PathBuf>) -> Result<Self, Failure> {
-        let dirs = Dirs::locate(config_override)?;
-        let catalog = ProviderCatalog::load(&InstalledPlugins::new(dirs.plugins_dir()), &dirs.providers_dir)?;
-        Ok(Self { dirs, catalog })
-    }
-
-    /// Reads and checks the config file.
-    pub fn config(&self) -> Result<Config, Failure> {
-        Config::load(&self.dirs.config_file, &self.catalog)
-    }
-
-    /// The secret store, its backend chosen by `KEYHELPER_SECRET_STORE` or,
-    /// failing that, `[settings] secret_store`.
-    pub fn store(&self, config: &Config) -> Result<SecretStore, Failure> {
-        let choice = match std::env::var("KEYHELPER_SECRET_STORE") {
-            Ok(value) => StoreChoice::parse(&value).ok_or_else(|| {
-                Failure::new(ExitClass::Config, format!("KEYHELPER_SECRET_STORE is `{value}`"))
-                    .hint("set it to auto, keyring or file")
-            })?,
-            Err(_) => config.settings.secret_store,
-        };
-        Ok(SecretStore::new(self.dirs.secrets_dir(), choice))
-    }
-
-    /// The credential cache, or `None` (with a warning) when it cannot be
-    /// opened; keyhelper then works without it.
-    pub fn cache(&self) -> Option<CredentialCache> {
-        match CredentialCache::open(self.dirs.credentials_cache_dir(), &self.dirs.cache_key_file()) {
-            Ok(cache) => Some(cache),
-            Err(e) => {
-                tracing::warn!("{e}; continuing without the credential cache");
-                None
-            }
-        }
-    }
-
-    /// A broker over this user's configuration, cache and plugins.
-    pub fn broker<'a>(&'a self, config: &'a Config) -> Result<CredentialBroker<'a>, Failure> {
-        Ok(CredentialBroker::new(config, &self.catalog, self.cache(), self.fetcher(config)?))
-    }
-
-    /// A fetcher that reads stored secrets from this user's store.
-    pub fn fetcher(&self, config: &Config) -> Result<CredentialFetcher, Failure> {
-        let store = Arc::new(self.store(config)?);
-        Ok(CredentialFetcher::new(self.dirs.clone(), store, CallerHints::from_process().is_interactive()))
-    }
-}
-
-/// Whether `args` (a whole argv) come from Docker, which runs credential
-/// helpers as `docker-credential-<name> <action>` (a symlink to keyhelper).
-pub fn invoked_as_docker_helper(args: &[std::ffi::OsString]) -> bool {
-    args.first()
-        .and_then(|arg0| std::path::Path::new(arg0).file_name())
-        .is_some_and(|name| name == "docker-credential-keyhelper")
-}
-
 /// Runs the complete keyhelper with the process's arguments; returns its exit
 /// code.
 pub fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if invoked_as_docker_helper(&args) {
+    if invocation::invoked_as_docker_helper(&args) {
         args.insert(1, "docker-credential".into());
     }
     let cli = match Cli::try_parse_from(args) {

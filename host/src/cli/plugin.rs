@@ -4,19 +4,20 @@
 use std::borrow::Cow;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Subcommand;
+use keyhelper_core::capabilities::Capabilities;
+use keyhelper_core::catalog::Origin;
+use keyhelper_core::clock::unix_now;
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::installed::{InstallRecord, InstalledPlugins};
+use keyhelper_core::manifest::ProviderManifest;
 use sha2::{Digest, Sha256};
 
-use super::Environment;
 use crate::bundled;
-use crate::credential::{Secret, unix_now};
-use crate::failure::{ExitClass, Failure};
-use crate::installed::{InstallRecord, InstalledPlugins};
-use crate::manifest::{Origin, ProviderManifest};
-use crate::runtime::capability::{Capabilities, CapabilityGrant};
-use crate::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use crate::environment::Environment;
+use crate::manifest_check;
+use crate::runtime::sandbox::CallContext;
 use crate::runtime::{LoadedPlugin, PluginRuntime, PluginSource};
 
 /// Subcommands of `keyhelper plugin`.
@@ -171,42 +172,16 @@ fn check_identity(manifest: &ProviderManifest) -> Result<(), Failure> {
 /// Asks the plugin to describe itself (with no capabilities at all) and checks
 /// it agrees with its manifest; returns its version.
 fn plugin_version(plugin: &LoadedPlugin, manifest: &ProviderManifest) -> Result<String, Failure> {
-    struct NoSecrets;
-    impl StoredSecrets for NoSecrets {
-        fn read(&self, _: &str, _: &str) -> anyhow::Result<Option<Secret>> {
-            Ok(None)
-        }
-    }
-    let nothing = Capabilities::default();
-    let context = CallContext {
-        provider: manifest.name.clone(),
-        grant: CapabilityGrant::new(&nothing, &nothing, &Default::default()),
-        secrets: Arc::new(NoSecrets),
-        limits: Limits::default(),
-        known_secrets: Vec::new(),
-    };
-    let info = plugin.describe(context).map_err(|e| Failure::from(e).context("not installed"))?;
-    let mismatch = |what: String| {
+    let info = plugin
+        .describe(CallContext::granting_nothing(&manifest.name))
+        .map_err(|e| Failure::from(e).context("not installed"))?;
+    manifest_check::check(&info, manifest).map_err(|difference| {
         Failure::new(
             ExitClass::Config,
-            format!("not installed: the plugin and its manifest disagree: {what}"),
+            format!("not installed: the plugin and its manifest disagree: {difference}"),
         )
-        .hint("make the manifest's name and [options] match what the plugin's describe() returns")
-    };
-    if info.name != manifest.name {
-        return Err(mismatch(format!(
-            "the plugin calls itself '{}', the manifest '{}'",
-            info.name, manifest.name
-        )));
-    }
-    let described: Vec<&str> = info.options.iter().map(|o| o.name.as_str()).collect();
-    let declared: Vec<&str> = manifest.options.keys().map(String::as_str).collect();
-    if let Some(missing) = described.iter().find(|o| !declared.contains(o)) {
-        return Err(mismatch(format!("option `{missing}` is not in the manifest")));
-    }
-    if let Some(extra) = declared.iter().find(|o| !described.contains(o)) {
-        return Err(mismatch(format!("the manifest's option `{extra}` is not one the plugin takes")));
-    }
+        .hint("make the manifest's name, [options] and supports_refresh match what the plugin's describe() returns")
+    })?;
     Ok(info.version)
 }
 

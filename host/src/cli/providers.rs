@@ -1,7 +1,8 @@
 //! `keyhelper providers`: each provider, its options and its capabilities.
 
-use super::Environment;
-use crate::failure::Failure;
+use keyhelper_core::failure::Failure;
+
+use crate::environment::Environment;
 
 /// Runs `providers`.
 pub fn run(env: &Environment) -> Result<(), Failure> {

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use keyhelper_core::failure::{ExitClass, Failure};
 
-use super::Environment;
-use crate::failure::{ExitClass, Failure};
+use crate::environment::Environment;
 use crate::proxy::{self, ProxyOptions};
 
 /// Arguments of `keyhelper proxy`.

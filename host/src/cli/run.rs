@@ -12,9 +12,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::Args;
+use keyhelper_core::failure::{ExitClass, Failure};
 
-use super::{Environment, secret_env};
-use crate::failure::{ExitClass, Failure};
+use super::secret_env;
+use crate::environment::Environment;
 use crate::mask::OutputMasker;
 
 /// Arguments of `keyhelper run`.

@@ -1,12 +1,13 @@
 //! `VAR=credential` bindings shared by `run` and `export`: which environment
 //! variable gets which credential's secret.
 
-use super::Environment;
+use keyhelper_core::config::Config;
+use keyhelper_core::credential::Secret;
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::resolve::resolve;
+
 use crate::broker::GetOptions;
-use crate::config::Config;
-use crate::credential::Secret;
-use crate::failure::{ExitClass, Failure};
-use crate::resolve::resolve;
+use crate::environment::Environment;
 
 /// Parses `VAR=credential`, or `credential` alone (the variable then comes
 /// from the provider's manifest, e.g. `OPENAI_API_KEY`), and fetches each

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use super::Environment;
-use crate::cache::CachedCredential;
-use crate::credential::unix_now;
-use crate::duration;
-use crate::failure::Failure;
+use keyhelper_core::cache::CachedCredential;
+use keyhelper_core::clock::unix_now;
+use keyhelper_core::duration;
+use keyhelper_core::failure::Failure;
+
+use crate::environment::Environment;
 
 /// "expires in 42m", "cached for 13m more (no expiry known)" or "expired".
 pub fn describe_expiry(entry: &CachedCredential, now: i64) -> String {

@@ -1,11 +1,12 @@
 //! `keyhelper validate <name>`: checks a credential's secret with its provider.
 
 use clap::Args;
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::resolve::resolve;
 
-use super::Environment;
-use crate::credential::Verdict;
-use crate::failure::{ExitClass, Failure};
-use crate::resolve::resolve;
+use crate::environment::Environment;
+use crate::fetcher::Fetcher;
+use crate::runtime::outcome::Verdict;
 
 /// Arguments of `keyhelper validate`.
 #[derive(Debug, Args)]

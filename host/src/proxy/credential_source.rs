@@ -1,21 +1,22 @@
 //! The secret the proxy puts on requests. A thread of its own owns the
-//! configuration and the credential broker (whose cache, plugins and locks are
-//! synchronous); requests ask it only when the copy held in memory is due for
-//! renewal, so most requests cost a mutex lock.
+//! configuration and one credential broker for the proxy's lifetime (its
+//! cache, plugins and locks are synchronous); requests ask it only when the
+//! copy held in memory is due for renewal, so most requests cost a mutex lock.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::header::{HeaderName, HeaderValue};
+use keyhelper_core::clock::unix_now;
+use keyhelper_core::config::Settings;
+use keyhelper_core::credential::Secret;
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::resolve::resolve;
 use tokio::sync::oneshot;
 
 use super::ProxyOptions;
-use crate::broker::GetOptions;
-use crate::cli::Environment;
-use crate::config::Config;
-use crate::credential::{Secret, unix_now};
-use crate::failure::{ExitClass, Failure};
-use crate::resolve::resolve;
+use crate::broker::{CredentialBroker, GetOptions};
+use crate::environment::Environment;
 
 /// How long the in-memory copy is used before asking the cache again, at most
 /// (so a rotation by another keyhelper is picked up).
@@ -51,23 +52,35 @@ pub struct CredentialSource {
 }
 
 impl CredentialSource {
-    /// Checks the credential can be resolved, then starts the thread that
-    /// fetches it.
+    /// Starts the thread that fetches the credential, once it has checked
+    /// the configuration and that the credential can be resolved.
     pub fn start(env: Environment, options: &ProxyOptions) -> Result<Self, Failure> {
-        let config = env.config()?;
-        resolve(&options.credential, &config, &env.catalog)?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (ready, started) = std::sync::mpsc::sync_channel::<Result<(), Failure>>(1);
         let options = options.clone();
         std::thread::Builder::new()
             .name("keyhelper-credentials".into())
             .spawn(move || {
+                let config = match env.config() {
+                    Ok(config) => config,
+                    Err(failure) => return drop(ready.send(Err(failure))),
+                };
+                let broker = match resolve(&options.credential, &config, &env.catalog)
+                    .and_then(|_| env.broker(&config))
+                {
+                    Ok(broker) => broker,
+                    Err(failure) => return drop(ready.send(Err(failure))),
+                };
+                let _ = ready.send(Ok(()));
                 for job in queue {
-                    let _ = job.reply.send(fetch(&env, &config, &options, job.rejected.as_ref()));
+                    let answer = authorize(&broker, &config.settings, &options, job.rejected.as_ref());
+                    let _ = job.reply.send(answer);
                 }
             })
             .map_err(|e| {
                 Failure::new(ExitClass::Internal, format!("cannot start the credential thread: {e}"))
             })?;
+        started.recv().map_err(|_| Failure::new(ExitClass::Internal, "the credential thread stopped"))??;
         Ok(Self { memo: Mutex::new(None), jobs })
     }
 
@@ -107,18 +120,17 @@ impl CredentialSource {
 
 /// On the credential thread: gets the credential through the broker (after
 /// dropping a rejected cached copy) and builds its header.
-fn fetch(
-    env: &Environment,
-    config: &Config,
+fn authorize(
+    broker: &CredentialBroker<'_>,
+    settings: &Settings,
     options: &ProxyOptions,
     rejected: Option<&Secret>,
 ) -> Result<(Authorization, Duration), Failure> {
-    if let (Some(rejected), Some(cache)) = (rejected, env.cache()) {
-        let _ = cache.clear(|entry| entry.name == options.credential && entry.credential.secret == *rejected);
+    if let Some(rejected) = rejected {
+        broker.forget_rejected(&options.credential, rejected);
     }
-    let served = env.broker(config)?.get(&options.credential, GetOptions::default())?;
-    let credential = resolve(&served.served_by, config, &env.catalog)?;
-    let conventions = &credential.manifest.conventions;
+    let served = broker.get(&options.credential, GetOptions::default())?;
+    let conventions = &served.source.manifest.conventions;
     let name = options
         .header
         .clone()
@@ -149,7 +161,7 @@ fn fetch(
         secret,
         extra,
     };
-    let refresh_before = credential.refresh_before(&config.settings);
+    let refresh_before = served.source.refresh_before(settings);
     let memo_for = match served.credential.expires_at {
         Some(expires_at) => {
             let left = u64::try_from(expires_at - unix_now()).unwrap_or(0);

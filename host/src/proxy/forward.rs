@@ -13,6 +13,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use keyhelper_core::failure::{ExitClass, Failure};
 use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -20,7 +21,6 @@ use rustls::pki_types::pem::PemObject;
 use super::ProxyOptions;
 use super::access::ClientKey;
 use super::credential_source::{Authorization, CredentialSource};
-use crate::failure::{ExitClass, Failure};
 
 /// A body in either direction.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;

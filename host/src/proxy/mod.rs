@@ -21,13 +21,13 @@ use std::time::Duration;
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use keyhelper_core::failure::{ExitClass, Failure};
 use tokio::net::TcpListener;
 
 use self::access::ClientKey;
 use self::credential_source::CredentialSource;
 use self::forward::Forwarder;
-use crate::cli::Environment;
-use crate::failure::{ExitClass, Failure};
+use crate::environment::Environment;
 
 /// How long in-flight requests may run on after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

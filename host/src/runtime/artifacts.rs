@@ -8,10 +8,9 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use keyhelper_core::private_fs;
 use wasmtime::Engine;
 use wasmtime::component::Component;
-
-use crate::private_fs;
 
 /// A directory of precompiled components.
 #[derive(Debug, Clone)]

@@ -242,7 +242,7 @@ macro_rules! host_interface {
                 }
 
                 fn now(&mut self) -> i64 {
-                    crate::credential::unix_now()
+                    keyhelper_core::clock::unix_now()
                 }
             }
         }

@@ -10,6 +10,7 @@ pub mod bindings;
 pub mod capability;
 mod host_calls;
 pub mod http;
+pub mod outcome;
 pub mod process;
 pub mod sandbox;
 pub mod versions;
@@ -18,17 +19,16 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use keyhelper_core::credential::{Credential, Secret};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
 use self::artifacts::ArtifactCache;
 use self::bindings::{v0_1_0, v0_2_0};
+use self::outcome::{FailureKind, PluginInfo, PluginOption, ProviderFailure, Validation, Verdict};
 use self::sandbox::{CallContext, LimitExceeded, PluginState};
 use self::versions::{VersionedPre, latest};
-use crate::credential::{
-    Credential, FailureKind, PluginInfo, PluginOption, ProviderFailure, Secret, Validation, Verdict,
-};
 
 /// The interface every plugin must export, without its version.
 const PROVIDER_EXPORT: &str = "keyhelper:provider/provider@";

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keyhelper_core::capabilities::Capabilities;
+use keyhelper_core::credential::Secret;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::capability::CapabilityGrant;
 use super::process::ProcessLimits;
-use crate::credential::Secret;
 
 /// How often the engine's epoch advances; the granularity of the CPU limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -66,6 +67,27 @@ pub struct CallContext {
     /// Secrets the host handed the plugin for this call (e.g. the credential to
     /// refresh): refused in argv and redacted from logs.
     pub known_secrets: Vec<String>,
+}
+
+impl CallContext {
+    /// A context that grants nothing and stores no secrets: for calls that
+    /// need nothing outside the sandbox, like `describe()`.
+    pub fn granting_nothing(provider: &str) -> Self {
+        struct NoSecrets;
+        impl StoredSecrets for NoSecrets {
+            fn read(&self, _: &str, _: &str) -> anyhow::Result<Option<Secret>> {
+                Ok(None)
+            }
+        }
+        let nothing = Capabilities::default();
+        Self {
+            provider: provider.to_string(),
+            grant: CapabilityGrant::new(&nothing, &nothing, &Default::default()),
+            secrets: Arc::new(NoSecrets),
+            limits: Limits::default(),
+            known_secrets: Vec::new(),
+        }
+    }
 }
 
 /// Why the host stopped a plugin.

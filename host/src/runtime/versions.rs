@@ -12,7 +12,7 @@ use super::sandbox::PluginState;
 pub use v0_2_0::keyhelper::provider::types as latest;
 
 /// The contract versions this host runs, oldest first; each entry is the
-/// version of its frozen `wit/since_v*` directory.
+/// version of its frozen `plugins/sdk/wit/since_v*` directory.
 pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0"];
 
 /// A linked plugin, ready to instantiate, of whichever version it was built for.

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use keyhelper_core::credential::Secret;
+use keyhelper_core::private_fs;
+use keyhelper_core::sealed::SealingKey;
+
 use super::{SecretBackend, SecretId, StoreError};
-use crate::credential::Secret;
-use crate::private_fs;
-use crate::sealed::SealingKey;
 
 const PURPOSE: &str = "keyhelper secret store v1";
 
@@ -82,13 +83,16 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("keyhelper-file-store-{tag}-{}", std::process::id()))
+    /// A fresh directory, and the path of the store inside it (not yet created).
+    fn temp_dir() -> (tempfile::TempDir, PathBuf) {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("secrets");
+        (base, dir)
     }
 
     #[test]
     fn round_trip_rotate_and_delete() {
-        let dir = temp_dir("round-trip");
+        let (_base, dir) = temp_dir();
         let store = FileBackend::new(dir.clone());
         let id = SecretId::new("openai", "default");
         assert_eq!(store.get(&id).unwrap(), None);
@@ -100,12 +104,11 @@ mod tests {
         assert!(store.delete(&id).unwrap());
         assert!(!store.delete(&id).unwrap());
         assert_eq!(store.get(&id).unwrap(), None);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn files_are_private_and_never_plaintext() {
-        let dir = temp_dir("private");
+        let (_base, dir) = temp_dir();
         let store = FileBackend::new(dir.clone());
         store.set(&SecretId::new("openai", "default"), &Secret::new("sk-plaintext-check-value")).unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
@@ -119,12 +122,11 @@ mod tests {
                 path.display()
             );
         }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_corrupt_store_is_an_error_not_a_panic_and_is_left_alone() {
-        let dir = temp_dir("corrupt");
+        let (_base, dir) = temp_dir();
         let store = FileBackend::new(dir.clone());
         store.set(&SecretId::new("openai", "default"), &Secret::new("sk-x")).unwrap();
         std::fs::write(dir.join("secrets.sealed"), b"garbage").unwrap();
@@ -132,6 +134,5 @@ mod tests {
         assert!(err.to_string().contains("secrets.sealed"), "{err}");
         assert!(store.set(&SecretId::new("openai", "x"), &Secret::new("sk-y")).is_err());
         assert_eq!(std::fs::read(dir.join("secrets.sealed")).unwrap(), b"garbage", "no data is overwritten");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -4,8 +4,9 @@
 
 use std::sync::OnceLock;
 
+use keyhelper_core::credential::Secret;
+
 use super::{SecretBackend, SecretId, StoreError};
-use crate::credential::Secret;
 
 const SERVICE: &str = "keyhelper";
 

@@ -15,10 +15,12 @@ use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
+use keyhelper_core::config::StoreChoice;
+use keyhelper_core::credential::Secret;
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::private_fs;
 use serde::{Deserialize, Serialize};
 
-use crate::credential::Secret;
-use crate::private_fs;
 use crate::runtime::sandbox::StoredSecrets;
 
 /// Which stored secret: a provider and a connection name.
@@ -67,6 +69,21 @@ pub enum StoreError {
     Keyring(String),
 }
 
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        let hint = match &error {
+            StoreError::Io(_) => "check the permissions of keyhelper's data directory",
+            StoreError::Corrupt { .. } => {
+                "move the file aside (nothing was overwritten) and run `keyhelper login` again"
+            }
+            StoreError::Keyring(_) => {
+                "unlock the keyring, or use the encrypted file store: secret_store = \"file\" in [settings] or KEYHELPER_SECRET_STORE=file"
+            }
+        };
+        Failure::new(ExitClass::Store, error.to_string()).hint(hint)
+    }
+}
+
 /// The kinds of backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,32 +100,6 @@ impl fmt::Display for BackendKind {
             Self::Keyring => "keyring",
             Self::File => "file",
         })
-    }
-}
-
-/// Which backend new secrets go to (`secret_store` in config,
-/// `KEYHELPER_SECRET_STORE` in the environment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreChoice {
-    /// The OS keyring when one answers, else the encrypted file.
-    #[default]
-    Auto,
-    /// Always the OS keyring.
-    Keyring,
-    /// Always the encrypted file.
-    File,
-}
-
-impl StoreChoice {
-    /// Parses `auto`, `keyring` or `file`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "auto" => Some(Self::Auto),
-            "keyring" => Some(Self::Keyring),
-            "file" => Some(Self::File),
-            _ => None,
-        }
     }
 }
 
@@ -257,17 +248,16 @@ mod tests {
 
     #[test]
     fn the_index_follows_the_secret_across_backends() {
-        let dir = std::env::temp_dir().join(format!("keyhelper-store-index-{}", std::process::id()));
-        let store = SecretStore::new(dir.clone(), StoreChoice::File);
+        let dir = tempfile::tempdir().unwrap();
+        let store = SecretStore::new(dir.path().to_path_buf(), StoreChoice::File);
         let id = SecretId::new("openai", "default");
         assert_eq!(store.set(&id, &Secret::new("sk-one")).unwrap(), BackendKind::File);
         assert_eq!(store.get(&id).unwrap(), Some(Secret::new("sk-one")));
         assert_eq!(store.list().unwrap(), vec![(id.clone(), BackendKind::File)]);
-        let index = std::fs::read_to_string(dir.join("index.json")).unwrap();
+        let index = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
         assert!(!index.contains("sk-one"), "the index holds names only");
         assert!(store.delete(&id).unwrap());
         assert!(!store.delete(&id).unwrap());
         assert_eq!(store.get(&id).unwrap(), None);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -39,7 +39,7 @@ mod builders;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/since_v0.2.0",
+        path: "wit/since_v0.2.0",
         world: "plugin",
         pub_export_macro: true,
         default_bindings_module: "keyhelper_plugin::bindings",

@@ -17,10 +17,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::catalog::ProviderCatalog;
 use crate::failure::{ExitClass, Failure};
-use crate::manifest::ProviderCatalog;
-use crate::store::StoreChoice;
 use crate::suggest::did_you_mean;
+use crate::toml_diagnostics::line_column;
 
 /// Keys of a credential table that configure keyhelper rather than the provider.
 const RESERVED_KEYS: &[&str] = &["provider", "cache_ttl", "refresh_before", "fallback"];
@@ -61,6 +61,32 @@ impl Settings {
     pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
     /// The default of `lock_timeout`: longer than a plugin may run.
     pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(90);
+}
+
+/// Which backend `keyhelper login` stores new secrets in (`secret_store` in
+/// `[settings]`, `KEYHELPER_SECRET_STORE` in the environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreChoice {
+    /// The OS keyring when one answers, else the encrypted file.
+    #[default]
+    Auto,
+    /// Always the OS keyring.
+    Keyring,
+    /// Always the encrypted file.
+    File,
+}
+
+impl StoreChoice {
+    /// Parses `auto`, `keyring` or `file`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "keyring" => Some(Self::Keyring),
+            "file" => Some(Self::File),
+            _ => None,
+        }
+    }
 }
 
 /// One `[credentials.NAME]` table.
@@ -294,14 +320,6 @@ fn scalar(value: &Spanned<toml::Value>) -> Result<String, String> {
         toml::Value::Boolean(b) => Ok(b.to_string()),
         _ => Err("must be a string, number or boolean".to_string()),
     }
-}
-
-/// 1-based line and column of a byte offset.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -1,11 +1,8 @@
 //! The one error type the CLI reports: a class (which fixes the exit code), a
-//! one-line message and an optional hint. Every layer's errors convert into it.
+//! one-line message and an optional hint. Every layer's errors convert into it
+//! (the host's plugin and store errors where they are defined).
 
 use std::fmt;
-
-use crate::credential::{FailureKind, ProviderFailure};
-use crate::runtime::PluginError;
-use crate::store::StoreError;
 
 /// Classes of failure, each with a documented exit code (see README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,48 +94,6 @@ impl fmt::Display for Failure {
             write!(f, " (hint: {})", one_line(hint))?;
         }
         Ok(())
-    }
-}
-
-impl From<ProviderFailure> for Failure {
-    fn from(failure: ProviderFailure) -> Self {
-        let class = match failure.kind {
-            FailureKind::NeedsLogin => ExitClass::NeedsLogin,
-            FailureKind::NotFound => ExitClass::NotFound,
-            FailureKind::InvalidConfig => ExitClass::Config,
-            FailureKind::Denied => ExitClass::Denied,
-            FailureKind::Unavailable => ExitClass::Unavailable,
-            FailureKind::RateLimited => ExitClass::RateLimited,
-        };
-        Self { class, message: failure.message, hint: failure.hint }
-    }
-}
-
-impl From<PluginError> for Failure {
-    fn from(error: PluginError) -> Self {
-        match error {
-            PluginError::Provider { failure, .. } => failure.into(),
-            PluginError::Integrity { .. } => Failure::new(ExitClass::Plugin, error.to_string())
-                .hint("reinstall keyhelper (bundled plugins) or the plugin (`keyhelper plugin install`)"),
-            PluginError::Incompatible { .. } => Failure::new(ExitClass::Plugin, error.to_string()),
-            PluginError::Stopped { .. } => Failure::new(ExitClass::Plugin, error.to_string())
-                .hint("report this to the plugin's author; run with -v for its log"),
-        }
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Self {
-        let hint = match &error {
-            StoreError::Io(_) => "check the permissions of keyhelper's data directory",
-            StoreError::Corrupt { .. } => {
-                "move the file aside (nothing was overwritten) and run `keyhelper login` again"
-            }
-            StoreError::Keyring(_) => {
-                "unlock the keyring, or use the encrypted file store: secret_store = \"file\" in [settings] or KEYHELPER_SECRET_STORE=file"
-            }
-        };
-        Failure::new(ExitClass::Store, error.to_string()).hint(hint)
     }
 }
 

@@ -3,16 +3,30 @@
 
 use std::io::Write;
 
-use clap::ValueEnum;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::credential::Credential;
 use crate::failure::{ExitClass, Failure};
-use crate::manifest::Conventions;
 use crate::rfc3339;
 
+/// How tools expect this provider's secret.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conventions {
+    /// The environment variable clients read it from, e.g. `OPENAI_API_KEY`.
+    pub env_var: Option<String>,
+    /// The HTTP header it goes in, e.g. `Authorization`.
+    pub header: Option<String>,
+    /// What precedes it in the header, e.g. `Bearer `.
+    #[serde(default)]
+    pub header_prefix: String,
+    /// A regular expression the secret's format matches, for reference.
+    pub key_pattern: Option<String>,
+}
+
 /// Output formats of `keyhelper get`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// The secret alone (Claude Code `apiKeyHelper`, Codex).
     Raw,
@@ -28,6 +42,45 @@ pub enum Format {
     K8s,
     /// AWS `credential_process` JSON (Version 1), for a secret holding AWS keys.
     Aws,
+}
+
+impl Format {
+    /// Every format, in the order `--help` lists them.
+    pub const ALL: [Format; 7] =
+        [Self::Raw, Self::Json, Self::Cowork, Self::Headers, Self::Env, Self::K8s, Self::Aws];
+
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Json => "json",
+            Self::Cowork => "cowork",
+            Self::Headers => "headers",
+            Self::Env => "env",
+            Self::K8s => "k8s",
+            Self::Aws => "aws",
+        }
+    }
+
+    /// One line on who reads it, for `--help`.
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Raw => "The secret alone (Claude Code apiKeyHelper, Codex)",
+            Self::Json => "{\"token\": …, \"expires_at\": …} with expiry in unix seconds or null",
+            Self::Cowork => {
+                "{\"token\": …, \"headers\": {…}} (Claude Desktop / Cowork inferenceCredentialHelper)"
+            }
+            Self::Headers => "A JSON object of HTTP headers (Claude Code headersHelper, otelHeadersHelper)",
+            Self::Env => "NAME=value, with the provider's environment variable",
+            Self::K8s => "A client.authentication.k8s.io/v1 ExecCredential (kubectl exec plugins)",
+            Self::Aws => "AWS credential_process JSON (Version 1), for a secret holding AWS keys",
+        }
+    }
+
+    /// The format called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|format| format.name() == name)
+    }
 }
 
 /// The headers a consumer sends: the provider's credential header (e.g.
@@ -124,6 +177,14 @@ pub fn print(text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::credential::Secret;
+
+    #[test]
+    fn formats_parse_their_names() {
+        for format in Format::ALL {
+            assert_eq!(Format::parse(format.name()), Some(format));
+        }
+        assert_eq!(Format::parse("yaml"), None);
+    }
 
     fn credential(secret: &str, expires_at: Option<i64>) -> Credential {
         Credential { secret: Secret::new(secret), expires_at, metadata: vec![], headers: vec![] }

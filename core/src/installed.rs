@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::Capabilities;
 use crate::private_fs;
-use crate::runtime::capability::Capabilities;
 
 /// What was installed, from where, and what the user granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,19 +87,18 @@ impl InstalledPlugins {
         manifest: &str,
     ) -> std::io::Result<InstalledPlugin> {
         private_fs::ensure_dir(&self.dir)?;
-        let staging = self.dir.join(format!(".staging-{}-{}", record.name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        private_fs::ensure_dir(&staging)?;
-        private_fs::write_atomic(&staging.join("plugin.wasm"), wasm)?;
-        private_fs::write_atomic(&staging.join("manifest.toml"), manifest.as_bytes())?;
+        // A private directory of its own, removed if anything below fails.
+        let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&self.dir)?;
+        private_fs::write_atomic(&staging.path().join("plugin.wasm"), wasm)?;
+        private_fs::write_atomic(&staging.path().join("manifest.toml"), manifest.as_bytes())?;
         let json = serde_json::to_vec_pretty(record).expect("a record serializes");
-        private_fs::write_atomic(&staging.join("record.json"), &json)?;
+        private_fs::write_atomic(&staging.path().join("record.json"), &json)?;
         let target = self.dir.join(&record.name);
         let old = self.dir.join(format!(".old-{}-{}", record.name, std::process::id()));
         if target.exists() {
             std::fs::rename(&target, &old)?;
         }
-        std::fs::rename(&staging, &target)?;
+        std::fs::rename(staging.keep(), &target)?;
         let _ = std::fs::remove_dir_all(&old);
         Ok(InstalledPlugin { dir: target, record: record.clone() })
     }

@@ -9,6 +9,7 @@
 mod entry;
 mod lock;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +18,6 @@ use sha2::{Digest, Sha256};
 pub use self::entry::CachedCredential;
 pub use self::lock::{EntryLock, LockTimeout};
 use crate::private_fs;
-use crate::resolve::ResolvedCredential;
 use crate::sealed::SealingKey;
 
 /// Why an entry could not be used.
@@ -49,10 +49,10 @@ impl CredentialCache {
         Ok(Self { key: SealingKey::load_or_create(key_file)?, dir })
     }
 
-    /// The entry of a credential.
-    pub fn entry(&self, credential: &ResolvedCredential<'_>) -> CacheEntry<'_> {
-        let id = entry_id(&credential.name, &credential.manifest.name, &credential.options);
-        CacheEntry { cache: self, id }
+    /// The entry of the credential `name`, served by `provider` with `options`
+    /// (defaults filled in): any change to them is another entry.
+    pub fn entry(&self, name: &str, provider: &str, options: &BTreeMap<String, String>) -> CacheEntry<'_> {
+        CacheEntry { cache: self, id: entry_id(name, provider, options) }
     }
 
     /// The entry with this id (see [`CacheEntry::id`]).
@@ -94,7 +94,7 @@ impl CredentialCache {
 }
 
 /// The entry id: a hash of everything that selects the secret.
-fn entry_id(name: &str, provider: &str, options: &std::collections::BTreeMap<String, String>) -> String {
+fn entry_id(name: &str, provider: &str, options: &BTreeMap<String, String>) -> String {
     let mut hasher = Sha256::new();
     for part in ["keyhelper-cache-v1", name, provider] {
         hasher.update(part.as_bytes());

@@ -1,49 +1,10 @@
-//! The values that flow from plugins through the cache to the output formats.
+//! What a plugin call answers, in the host's own types (independent of the
+//! contract version the plugin was built for), and how a failed call becomes
+//! the [`Failure`] the CLI reports.
 
-use std::fmt;
+use keyhelper_core::failure::{ExitClass, Failure};
 
-/// The current time in unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// A secret value. Its `Debug` and `Display` never show it, so it cannot leak
-/// through a log line, an error or a panic message by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the few places that must hand it out.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// A credential returned by a provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credential {
-    /// The secret.
-    pub secret: Secret,
-    /// When it stops working, in unix seconds, if the provider knows.
-    pub expires_at: Option<i64>,
-    /// Non-secret facts about it.
-    pub metadata: Vec<(String, String)>,
-    /// Non-secret HTTP headers to send along with the secret.
-    pub headers: Vec<(String, String)>,
-}
+use super::PluginError;
 
 /// The kinds of provider failure, each with its own exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,4 +80,31 @@ pub struct PluginInfo {
     pub options: Vec<PluginOption>,
     /// Whether `refresh` is better than fetching again.
     pub supports_refresh: bool,
+}
+
+impl From<ProviderFailure> for Failure {
+    fn from(failure: ProviderFailure) -> Self {
+        let class = match failure.kind {
+            FailureKind::NeedsLogin => ExitClass::NeedsLogin,
+            FailureKind::NotFound => ExitClass::NotFound,
+            FailureKind::InvalidConfig => ExitClass::Config,
+            FailureKind::Denied => ExitClass::Denied,
+            FailureKind::Unavailable => ExitClass::Unavailable,
+            FailureKind::RateLimited => ExitClass::RateLimited,
+        };
+        Self { class, message: failure.message, hint: failure.hint }
+    }
+}
+
+impl From<PluginError> for Failure {
+    fn from(error: PluginError) -> Self {
+        match error {
+            PluginError::Provider { failure, .. } => failure.into(),
+            PluginError::Integrity { .. } => Failure::new(ExitClass::Plugin, error.to_string())
+                .hint("reinstall keyhelper (bundled plugins) or the plugin (`keyhelper plugin install`)"),
+            PluginError::Incompatible { .. } => Failure::new(ExitClass::Plugin, error.to_string()),
+            PluginError::Stopped { .. } => Failure::new(ExitClass::Plugin, error.to_string())
+                .hint("report this to the plugin's author; run with -v for its log"),
+        }
+    }
 }

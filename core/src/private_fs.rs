@@ -4,9 +4,8 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
 
 /// Creates `dir` (and its parents) if needed and makes it mode 0700.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
@@ -14,41 +13,46 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
-/// Replaces `path` with `bytes` atomically: a reader sees the old content or
-/// the new, never a mix. The file is 0600 and its directory 0700.
+/// Replaces `path` with `bytes` atomically and durably: a reader sees the old
+/// content or the new, never a mix, and after a crash the new content or the
+/// old. The file is 0600 and its directory 0700.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no parent directory"))?;
-    ensure_dir(dir)?;
-    let tmp = unique_temp_path(dir);
-    let result = (|| {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let dir = parent(path)?;
+    let file = written_temp_file(dir, bytes)?;
+    file.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
 }
 
 /// Creates `path` with `bytes` only if it does not exist yet (0600, directory
 /// 0700). Losing a race to another creator is not an error: the file exists.
 pub fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no parent directory"))?;
-    ensure_dir(dir)?;
-    let tmp = unique_temp_path(dir);
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    // A hard link fails if `path` exists, so a complete file appears at once
-    // or not at all.
-    let linked = fs::hard_link(&tmp, path);
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
+    let dir = parent(path)?;
+    let file = written_temp_file(dir, bytes)?;
+    // A complete file appears at once or not at all.
+    match file.persist_noclobber(path) {
+        Ok(_) => sync_dir(dir),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.error),
     }
+}
+
+fn parent(path: &Path) -> std::io::Result<&Path> {
+    path.parent().ok_or_else(|| std::io::Error::other("path has no parent directory"))
+}
+
+/// A temporary file in `dir` (0600, made 0700 first) holding `bytes`, synced
+/// to disk; removed if it is dropped before it is persisted.
+fn written_temp_file(dir: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+    ensure_dir(dir)?;
+    let mut file = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    Ok(file)
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Whether `path` is owned by this user, is not a symlink, and has none of the
@@ -60,21 +64,14 @@ pub fn is_owned_with_mode(path: &Path, forbidden_mode: u32) -> bool {
         .is_ok_and(|m| m.uid() == uid && m.mode() & forbidden_mode == 0 && !m.file_type().is_symlink())
 }
 
-fn unique_temp_path(dir: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    dir.join(format!(".tmp-{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn writes_private_files_in_private_dirs() {
-        let base = std::env::temp_dir().join(format!("keyhelper-private-fs-{}", std::process::id()));
-        let path = base.join("a/b/file");
+        let base = tempfile::tempdir().unwrap();
+        let path = base.path().join("a/b/file");
         write_atomic(&path, b"one").unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
@@ -84,6 +81,16 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(!is_owned_with_mode(&path, 0o077));
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary files left");
-        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn create_new_keeps_the_first_file() {
+        let base = tempfile::tempdir().unwrap();
+        let path = base.path().join("key");
+        create_new(&path, b"first").unwrap();
+        create_new(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(base.path()).unwrap().count(), 1, "no temporary files left");
     }
 }

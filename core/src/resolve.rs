@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::cache::{CacheEntry, CredentialCache};
+use crate::capabilities::Capabilities;
+use crate::catalog::ProviderCatalog;
 use crate::config::{Config, Settings};
 use crate::failure::{ExitClass, Failure};
-use crate::manifest::{ProviderCatalog, ProviderManifest};
-use crate::runtime::capability::Capabilities;
+use crate::manifest::ProviderManifest;
 use crate::suggest::did_you_mean;
 
 /// A credential ready to be fetched.
@@ -35,6 +37,11 @@ impl ResolvedCredential<'_> {
     /// `refresh_before`, else `[settings]`'s, else 5 minutes.
     pub fn refresh_before(&self, settings: &Settings) -> Duration {
         self.refresh_before.or(settings.refresh_before).unwrap_or(Settings::DEFAULT_REFRESH_BEFORE)
+    }
+
+    /// Its entry in `cache`.
+    pub fn cache_entry<'c>(&self, cache: &'c CredentialCache) -> CacheEntry<'c> {
+        cache.entry(&self.name, &self.manifest.name, &self.options)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `keyhelper` executable. It serves a plain `get` from the cache itself
-//! ([`crate::fast_get`]) and runs `keyhelper-full`, the complete program
-//! installed beside it, for everything else, with the same arguments.
+//! (`keyhelper_core::fast_get`) and runs `keyhelper-full`, the complete
+//! program installed beside it, for everything else, with the same arguments.
 //!
 //! Why two executables: most of a cache hit's cost is the kernel mapping and
 //! unmapping the pages a process touches. In the complete program (wasmtime,
@@ -15,16 +15,17 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use crate::failure::ExitClass;
+use keyhelper_core::failure::ExitClass;
+use keyhelper_core::fast_get;
+use keyhelper_core::invocation::invoked_as_docker_helper;
 
 /// The complete program's file name; it lives in the same directory.
-pub const FULL_EXECUTABLE: &str = "keyhelper-full";
+const FULL_EXECUTABLE: &str = "keyhelper-full";
 
-/// Runs the `keyhelper` executable with the process's arguments.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if !crate::cli::invoked_as_docker_helper(&args)
-        && let Some(code) = crate::fast_get::try_serve(&args)
+    if !invoked_as_docker_helper(&args)
+        && let Some(code) = fast_get::try_serve(&args)
     {
         return code;
     }

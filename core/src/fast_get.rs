@@ -1,7 +1,7 @@
 //! The cache-hit path of `keyhelper get`, taken by the small `keyhelper`
-//! executable ([`crate::front`]) before argument parsing, configuration
-//! parsing or anything else, because consumers call `get` far more often than
-//! secrets change and its start-up time is most of its cost.
+//! executable before argument parsing, configuration parsing or anything
+//! else, because consumers call `get` far more often than secrets change and
+//! its start-up time is most of its cost.
 //!
 //! After a `get` the full path leaves a small note (`hot-<name>` in the cache
 //! directory: the entry's id, the credential's `refresh_before`, and a
@@ -18,11 +18,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::bundled;
+use crate::bundled_manifests;
 use crate::cache::CredentialCache;
-use crate::credential::unix_now;
-use crate::manifest::Conventions;
-use crate::output::{self, Format};
+use crate::clock::unix_now;
+use crate::failure::ExitClass;
+use crate::output::{self, Conventions, Format};
 use crate::paths::Dirs;
 use crate::private_fs;
 
@@ -59,7 +59,7 @@ pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
     let text = output::render(&cached.credential, get.format, &Conventions::default(), get.newline).ok()?;
     Some(match output::print(&text) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(crate::failure::ExitClass::Internal.code()),
+        Err(_) => ExitCode::from(ExitClass::Internal.code()),
     })
 }
 
@@ -87,11 +87,7 @@ fn parse(args: &[OsString]) -> Option<PlainGet> {
     }
     let mut get = PlainGet { name: String::new(), format: Format::Raw, newline: true };
     while let Some(arg) = args.next() {
-        let format = |value: &str| match value {
-            "raw" => Some(Format::Raw),
-            "json" => Some(Format::Json),
-            _ => None,
-        };
+        let format = |value: &str| Format::parse(value).filter(|f| matches!(f, Format::Raw | Format::Json));
         match arg? {
             "-n" => get.newline = false,
             "--format" => get.format = format(args.next()??)?,
@@ -109,8 +105,11 @@ fn note_path(dirs: &Dirs, name: &str) -> std::path::PathBuf {
 
 /// Everything that decides which entry a name maps to, one line each.
 fn fingerprint(dirs: &Dirs) -> String {
-    let mut lines =
-        vec![format!("bundled {} {}", env!("CARGO_PKG_VERSION"), bundled::BUNDLED_MANIFESTS_SHA256)];
+    let mut lines = vec![format!(
+        "bundled {} {}",
+        env!("CARGO_PKG_VERSION"),
+        bundled_manifests::BUNDLED_MANIFESTS_SHA256
+    )];
     lines.push(stat_line(&dirs.config_file));
     for dir in [dirs.providers_dir.clone(), dirs.plugins_dir()] {
         lines.push(stat_line(&dir));

@@ -1,105 +1,15 @@
-//! Provider manifests: what a provider is called, which plugin implements it,
-//! what it may do (capabilities), which options it takes, and how its secret is
-//! presented (env var, header). The bundled ones come from `providers/`.
+//! The providers this keyhelper knows, by name: the bundled ones, those of
+//! installed plugins, and the user's own manifests, each with its origin,
+//! which decides what it is granted.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::bundled;
+use crate::bundled_manifests;
+use crate::capabilities::Capabilities;
 use crate::failure::{ExitClass, Failure};
 use crate::installed::InstalledPlugins;
-use crate::runtime::capability::Capabilities;
-
-/// A provider manifest (`providers/<name>.toml`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderManifest {
-    /// The name used in `provider = "…"`.
-    pub name: String,
-    /// A human-friendly name.
-    pub display_name: String,
-    /// One line about the provider.
-    pub description: String,
-    /// The plugin that implements it.
-    pub plugin: String,
-    /// What the plugin may do.
-    #[serde(default)]
-    pub capabilities: Capabilities,
-    /// Options a credential of this provider accepts.
-    #[serde(default)]
-    pub options: BTreeMap<String, OptionManifest>,
-    /// How consumers expect the secret.
-    #[serde(default)]
-    pub conventions: Conventions,
-    /// Caching defaults.
-    #[serde(default)]
-    pub cache: CachePolicy,
-}
-
-/// One option of a provider.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptionManifest {
-    /// One line of help.
-    pub help: String,
-    /// The value used when the credential sets none.
-    pub default: Option<String>,
-    /// Whether a credential must set it.
-    #[serde(default)]
-    pub required: bool,
-}
-
-/// How tools expect this provider's secret.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Conventions {
-    /// The environment variable clients read it from, e.g. `OPENAI_API_KEY`.
-    pub env_var: Option<String>,
-    /// The HTTP header it goes in, e.g. `Authorization`.
-    pub header: Option<String>,
-    /// What precedes it in the header, e.g. `Bearer `.
-    #[serde(default)]
-    pub header_prefix: String,
-    /// A regular expression the secret's format matches, for reference.
-    pub key_pattern: Option<String>,
-}
-
-/// Caching defaults of a provider.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CachePolicy {
-    /// How long to keep a secret whose expiry the provider does not report.
-    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
-    pub default_ttl: Option<Duration>,
-}
-
-impl ProviderManifest {
-    /// Parses a manifest; the error names the problem and its position.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => {
-                let (line, column) = crate::config::line_column(text, span.start);
-                format!("line {line}, column {column}: {}", e.message().trim())
-            }
-            None => e.message().trim().to_string(),
-        })
-    }
-
-    /// The options a credential sets, with the defaults of those it does not.
-    pub fn options_with_defaults(&self, set: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        let mut options = set.clone();
-        for (name, option) in &self.options {
-            if let Some(default) = &option.default {
-                options.entry(name.clone()).or_insert_with(|| default.clone());
-            }
-        }
-        options
-    }
-}
+use crate::manifest::ProviderManifest;
 
 /// Where a provider comes from, which decides what it is granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +56,7 @@ impl CatalogEntry {
 impl ProviderCatalog {
     /// The providers bundled with this binary.
     pub fn bundled() -> Self {
-        let entries = bundled::BUNDLED_MANIFESTS
+        let entries = bundled_manifests::BUNDLED_MANIFESTS
             .iter()
             .map(|(name, text)| CatalogEntry {
                 name: name.to_string(),
@@ -245,26 +155,14 @@ fn read_manifest(path: &Path) -> Result<ProviderManifest, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
-    fn every_bundled_manifest_parses_and_has_its_plugin() {
-        assert_eq!(bundled::BUNDLED_MANIFESTS.len(), 4);
-        for (name, text) in bundled::BUNDLED_MANIFESTS {
+    fn every_bundled_manifest_parses_under_its_own_name() {
+        assert_eq!(bundled_manifests::BUNDLED_MANIFESTS.len(), 4);
+        for (name, text) in bundled_manifests::BUNDLED_MANIFESTS {
             let manifest = ProviderManifest::parse(text).unwrap();
             assert_eq!(manifest.name, *name, "providers/{name}.toml names itself differently");
-            assert!(
-                bundled::find(&manifest.plugin).is_some(),
-                "{} names a plugin that is not bundled",
-                manifest.name
-            );
-        }
-    }
-
-    #[test]
-    fn every_bundled_plugin_has_a_manifest() {
-        let catalog = ProviderCatalog::bundled();
-        for plugin in bundled::BUNDLED_PLUGINS {
-            assert!(catalog.all().any(|m| m.plugin == plugin.name), "plugin {} has no manifest", plugin.name);
         }
     }
 
@@ -276,12 +174,5 @@ mod tests {
         let filled = openai.options_with_defaults(&set);
         assert_eq!(filled["connection"], "work");
         assert_eq!(filled["base_url"], "https://api.openai.com");
-    }
-
-    #[test]
-    fn unknown_manifest_keys_are_refused() {
-        let err = ProviderManifest::parse("name='x'\ndisplay_name='X'\ndescription='d'\nplugin='x'\nfoo=1\n")
-            .unwrap_err();
-        assert!(err.contains("foo"), "{err}");
     }
 }

@@ -1,0 +1,119 @@
+//! What a provider's plugin may do, as data: the capabilities a manifest
+//! declares or a user granted. The host's plugin runtime enforces them.
+
+use serde::{Deserialize, Serialize};
+
+/// A set of capabilities, as declared in a provider manifest or as granted by
+/// the user (bundled providers come granted exactly what they declare).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Programs the plugin may run, each with its argument pattern.
+    #[serde(default)]
+    pub exec: Vec<ExecCapability>,
+    /// Environment variables the plugin may read; they are also the only ones
+    /// (besides `PATH` and `HOME`) its programs inherit or may be given.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// URL patterns the plugin may request. `*` matches any run of characters
+    /// after the host; `{option}` is replaced by the credential's option value.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Whether the plugin may read secrets stored for its own provider.
+    #[serde(default)]
+    pub stored_secrets: bool,
+}
+
+/// One program a plugin may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCapability {
+    /// The program's bare name, looked up on `PATH`.
+    pub command: String,
+    /// Argument pattern: a literal matches itself, `*` any one argument, and a
+    /// final `**` any remaining arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl Capabilities {
+    /// The capabilities present in both `self` (declared) and `granted`.
+    pub fn intersect(&self, granted: &Capabilities) -> Capabilities {
+        Capabilities {
+            exec: self.exec.iter().filter(|e| granted.exec.contains(e)).cloned().collect(),
+            env: self.env.iter().filter(|e| granted.env.contains(e)).cloned().collect(),
+            http: self.http.iter().filter(|h| granted.http.contains(h)).cloned().collect(),
+            stored_secrets: self.stored_secrets && granted.stored_secrets,
+        }
+    }
+
+    /// What `self` asks for beyond `granted`.
+    pub fn beyond(&self, granted: &Capabilities) -> Capabilities {
+        Capabilities {
+            exec: self.exec.iter().filter(|e| !granted.exec.contains(e)).cloned().collect(),
+            env: self.env.iter().filter(|e| !granted.env.contains(e)).cloned().collect(),
+            http: self.http.iter().filter(|h| !granted.http.contains(h)).cloned().collect(),
+            stored_secrets: self.stored_secrets && !granted.stored_secrets,
+        }
+    }
+
+    /// Whether nothing at all is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.exec.is_empty() && self.env.is_empty() && self.http.is_empty() && !self.stored_secrets
+    }
+
+    /// Human-readable lines, one per capability, for `providers` and `plugin inspect`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .exec
+            .iter()
+            .map(|e| {
+                format!(
+                    "run `{}`",
+                    std::iter::once(e.command.as_str())
+                        .chain(e.args.iter().map(String::as_str))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            })
+            .collect();
+        lines.extend(self.env.iter().map(|name| format!("read env {name}")));
+        lines.extend(self.http.iter().map(|url| format!("request {url}")));
+        if self.stored_secrets {
+            lines.push("read its own stored secrets".to_string());
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            exec: vec![ExecCapability {
+                command: "az".into(),
+                args: vec!["account".into(), "get-access-token".into(), "**".into()],
+            }],
+            env: vec!["AZURE_CONFIG_DIR".into()],
+            http: vec!["{base_url}/v1/models".into()],
+            stored_secrets: true,
+        }
+    }
+
+    #[test]
+    fn intersection_drops_what_was_not_granted() {
+        let declared = caps();
+        let mut granted = caps();
+        granted.exec.clear();
+        granted.stored_secrets = false;
+        let both = declared.intersect(&granted);
+        assert!(both.exec.is_empty() && !both.stored_secrets);
+        assert_eq!(both.env, declared.env);
+        let more = declared.beyond(&granted);
+        assert_eq!(more.exec, declared.exec);
+        assert!(more.stored_secrets && more.env.is_empty() && more.http.is_empty());
+        assert!(declared.beyond(&declared).is_empty());
+    }
+}

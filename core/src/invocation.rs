@@ -1,0 +1,27 @@
+//! How keyhelper was invoked, as far as it changes what it is asked: Docker
+//! runs credential helpers as `docker-credential-<name> <action>`, so a
+//! symlink of that name to keyhelper speaks Docker's protocol.
+
+/// The name Docker runs keyhelper under (`credsStore`/`credHelpers` = "keyhelper").
+pub const DOCKER_HELPER_NAME: &str = "docker-credential-keyhelper";
+
+/// Whether `args` (a whole argv) come from Docker.
+pub fn invoked_as_docker_helper(args: &[std::ffi::OsString]) -> bool {
+    args.first()
+        .and_then(|arg0| std::path::Path::new(arg0).file_name())
+        .is_some_and(|name| name == DOCKER_HELPER_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_the_docker_helper_by_its_file_name() {
+        let argv = |arg0: &str| vec![std::ffi::OsString::from(arg0), "get".into()];
+        assert!(invoked_as_docker_helper(&argv("/usr/local/bin/docker-credential-keyhelper")));
+        assert!(invoked_as_docker_helper(&argv("docker-credential-keyhelper")));
+        assert!(!invoked_as_docker_helper(&argv("/usr/local/bin/keyhelper")));
+        assert!(!invoked_as_docker_helper(&[]));
+    }
+}

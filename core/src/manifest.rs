@@ -1,0 +1,95 @@
+//! Provider manifests: what a provider is called, which plugin implements it,
+//! what it may do (capabilities), which options it takes, and how its secret is
+//! presented (env var, header). The bundled ones come from `providers/`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::capabilities::Capabilities;
+use crate::output::Conventions;
+use crate::toml_diagnostics;
+
+/// A provider manifest (`providers/<name>.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderManifest {
+    /// The name used in `provider = "…"`.
+    pub name: String,
+    /// A human-friendly name.
+    pub display_name: String,
+    /// One line about the provider.
+    pub description: String,
+    /// The plugin that implements it.
+    pub plugin: String,
+    /// What the plugin may do.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Options a credential of this provider accepts.
+    #[serde(default)]
+    pub options: BTreeMap<String, OptionManifest>,
+    /// How consumers expect the secret.
+    #[serde(default)]
+    pub conventions: Conventions,
+    /// Caching defaults.
+    #[serde(default)]
+    pub cache: CachePolicy,
+    /// Whether the plugin's `refresh` renews a credential better than a new
+    /// `fetch` (it must agree with the plugin's own `describe()`).
+    #[serde(default)]
+    pub supports_refresh: bool,
+}
+
+/// One option of a provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionManifest {
+    /// One line of help.
+    pub help: String,
+    /// The value used when the credential sets none.
+    pub default: Option<String>,
+    /// Whether a credential must set it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// Caching defaults of a provider.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePolicy {
+    /// How long to keep a secret whose expiry the provider does not report.
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    pub default_ttl: Option<Duration>,
+}
+
+impl ProviderManifest {
+    /// Parses a manifest; the error names the problem and its position.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| toml_diagnostics::describe_parse_error(text, &e))
+    }
+
+    /// The options a credential sets, with the defaults of those it does not.
+    pub fn options_with_defaults(&self, set: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut options = set.clone();
+        for (name, option) in &self.options {
+            if let Some(default) = &option.default {
+                options.entry(name.clone()).or_insert_with(|| default.clone());
+            }
+        }
+        options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_manifest_keys_are_refused() {
+        let err = ProviderManifest::parse("name='x'\ndisplay_name='X'\ndescription='d'\nplugin='x'\nfoo=1\n")
+            .unwrap_err();
+        assert!(err.contains("foo"), "{err}");
+        assert!(err.starts_with("line 5, column 1"), "{err}");
+    }
+}

@@ -1,0 +1,76 @@
+//! This user's keyhelper: its directories and the providers it knows, and the
+//! objects every command builds from them (configuration, secret store,
+//! credential cache, broker). The CLI and the proxy both start from here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use keyhelper_core::cache::CredentialCache;
+use keyhelper_core::catalog::ProviderCatalog;
+use keyhelper_core::config::{Config, StoreChoice};
+use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::installed::InstalledPlugins;
+use keyhelper_core::paths::Dirs;
+
+use crate::broker::CredentialBroker;
+use crate::fetcher::CredentialFetcher;
+use crate::interaction::CallerHints;
+use crate::store::SecretStore;
+
+/// Everything a command needs to start: directories and providers.
+pub struct Environment {
+    /// keyhelper's directories.
+    pub dirs: Dirs,
+    /// Known providers.
+    pub catalog: ProviderCatalog,
+}
+
+impl Environment {
+    /// This user's environment; `config_override` replaces the config file's path.
+    pub fn new(config_override: Option<PathBuf>) -> Result<Self, Failure> {
+        let dirs = Dirs::locate(config_override)?;
+        let catalog = ProviderCatalog::load(&InstalledPlugins::new(dirs.plugins_dir()), &dirs.providers_dir)?;
+        Ok(Self { dirs, catalog })
+    }
+
+    /// Reads and checks the config file.
+    pub fn config(&self) -> Result<Config, Failure> {
+        Config::load(&self.dirs.config_file, &self.catalog)
+    }
+
+    /// The secret store, its backend chosen by `KEYHELPER_SECRET_STORE` or,
+    /// failing that, `[settings] secret_store`.
+    pub fn store(&self, config: &Config) -> Result<SecretStore, Failure> {
+        let choice = match std::env::var("KEYHELPER_SECRET_STORE") {
+            Ok(value) => StoreChoice::parse(&value).ok_or_else(|| {
+                Failure::new(ExitClass::Config, format!("KEYHELPER_SECRET_STORE is `{value}`"))
+                    .hint("set it to auto, keyring or file")
+            })?,
+            Err(_) => config.settings.secret_store,
+        };
+        Ok(SecretStore::new(self.dirs.secrets_dir(), choice))
+    }
+
+    /// The credential cache, or `None` (with a warning) when it cannot be
+    /// opened; keyhelper then works without it.
+    pub fn cache(&self) -> Option<CredentialCache> {
+        match CredentialCache::open(self.dirs.credentials_cache_dir(), &self.dirs.cache_key_file()) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!("{e}; continuing without the credential cache");
+                None
+            }
+        }
+    }
+
+    /// A broker over this user's configuration, cache and plugins.
+    pub fn broker<'a>(&'a self, config: &'a Config) -> Result<CredentialBroker<'a>, Failure> {
+        Ok(CredentialBroker::new(config, &self.catalog, self.cache(), self.fetcher(config)?))
+    }
+
+    /// A fetcher that reads stored secrets from this user's store.
+    pub fn fetcher(&self, config: &Config) -> Result<CredentialFetcher, Failure> {
+        let store = Arc::new(self.store(config)?);
+        Ok(CredentialFetcher::new(self.dirs.clone(), store, CallerHints::from_process().is_interactive()))
+    }
+}

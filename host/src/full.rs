@@ -1,6 +1,0 @@
-//! The `keyhelper-full` executable: the complete program, which the
-//! `keyhelper` executable runs for everything but a cache hit.
-
-fn main() -> std::process::ExitCode {
-    keyhelper::cli::main()
-}

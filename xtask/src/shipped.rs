@@ -1,0 +1,77 @@
+//! How the keyhelper executables are built as they ship, and running the
+//! cargo commands xtask is made of.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::workspace_root;
+
+/// How the keyhelper executables are built for users, and so for the tests
+/// and benchmarks too.
+///
+/// On Linux with glibc it is linked statically and position-dependent: no
+/// dynamic loader, no libraries to map, no relocations to apply at start,
+/// which halves the cost of every cache hit. glibc resolves host names from
+/// /etc/hosts and DNS itself; only optional NSS modules are loaded at run time.
+/// The flags go through `--target`, so cargo keeps them off build scripts and
+/// proc-macros, which cannot be static. Elsewhere the build is cargo's default.
+pub struct ShippedBuild {
+    /// The host triple, when it is built static.
+    static_target: Option<String>,
+}
+
+impl ShippedBuild {
+    /// The shipped build for the machine we run on.
+    pub fn for_host() -> Result<Self> {
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let output =
+            Command::new(&rustc).arg("-vV").output().with_context(|| format!("running {rustc} -vV"))?;
+        let version = String::from_utf8_lossy(&output.stdout);
+        let host = version
+            .lines()
+            .find_map(|line| line.strip_prefix("host: "))
+            .with_context(|| format!("`{rustc} -vV` printed no host triple"))?;
+        let static_target = host.ends_with("-linux-gnu").then(|| host.to_string());
+        Ok(Self { static_target })
+    }
+
+    /// cargo's default build, whatever the host.
+    pub fn cargo_default() -> Self {
+        Self { static_target: None }
+    }
+
+    /// Arguments for `cargo build|test|install`.
+    pub fn cargo_args(&self) -> Vec<String> {
+        let Some(target) = &self.static_target else {
+            return Vec::new();
+        };
+        let flags = r#"["-C", "target-feature=+crt-static", "-C", "relocation-model=static"]"#;
+        vec![
+            "--target".into(),
+            target.clone(),
+            "--config".into(),
+            format!("target.{target}.rustflags = {flags}"),
+        ]
+    }
+
+    /// Where cargo puts binaries built with [`Self::cargo_args`] in `profile`.
+    pub fn bin_dir(&self, profile: &str) -> PathBuf {
+        let target = workspace_root().join("target");
+        match &self.static_target {
+            Some(triple) => target.join(triple).join(profile),
+            None => target.join(profile),
+        }
+    }
+}
+
+/// Runs `command`; an error names it when it cannot start or fails.
+pub fn run(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    let status = command.status().with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
