@@ -3,81 +3,17 @@
 //! stale-on-error, fallbacks and corrupt entries. (Expiry itself, which would
 //! take waiting here, is tested on an injected clock in the broker's tests.)
 //!
-//! The provider is a fake `az` (see `provider_azure.rs` for the output it
-//! reproduces) whose behaviour is steered through files: `mode` (`fail` makes
-//! it answer "not logged in"), `ttl` (token lifetime, seconds), `delay`
-//! (seconds to sleep first). Every call appends a line to `calls`, and the
-//! token it prints is `token-<call number>`.
+//! The provider is a fake `az` ([`support::fake_az`]). Tests that need a
+//! secret inside its refresh window age the cache entry instead of waiting.
 
 mod support;
 
 use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use support::{BoundedRun, Home, stderr, stdout};
-
-struct FakeAz {
-    home: Home,
-}
-
-impl FakeAz {
-    fn new(tag: &str, config: &str) -> Self {
-        let home = Home::new(tag);
-        let dir = home.bin();
-        home.fake_tool(
-            "az",
-            &format!(
-                r#"#!/bin/sh
-d='{dir}'
-echo call >> "$d/calls"
-n=$(wc -l < "$d/calls")
-if [ "$(cat "$d/mode" 2>/dev/null)" = fail ]; then
-  echo "ERROR: Please run 'az login' to setup account." >&2
-  exit 1
-fi
-sleep "$(cat "$d/delay" 2>/dev/null || echo 0)"
-ttl=$(cat "$d/ttl" 2>/dev/null || echo 3600)
-now=$(date +%s)
-echo "{{\"accessToken\":\"token-$n\",\"expires_on\":$((now + ttl)),\"tokenType\":\"Bearer\"}}"
-"#,
-                dir = dir.display()
-            ),
-        );
-        home.write_config(config);
-        Self { home }
-    }
-
-    fn set(&self, knob: &str, value: &str) {
-        std::fs::write(self.home.bin().join(knob), value).unwrap();
-    }
-
-    fn calls(&self) -> usize {
-        std::fs::read_to_string(self.home.bin().join("calls")).map_or(0, |s| s.lines().count())
-    }
-
-    fn get(&self, args: &[&str]) -> Output {
-        let mut all = vec!["get"];
-        all.extend_from_slice(args);
-        self.home.run(&all)
-    }
-
-    fn spawn_get(&self, name: &str) -> Child {
-        self.home.keyhelper(&["get", name]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-    }
-
-    fn entry_files(&self) -> Vec<PathBuf> {
-        let dir = self.home.path().join(".cache/keyhelper/credentials");
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(|e| Some(e.ok()?.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "entry"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
+use support::fake_az::FakeAz;
+use support::{BoundedRun, stderr, stdout};
 
 const WORK: &str = "[credentials.work]\nprovider = \"azure\"\n";
 
@@ -98,12 +34,15 @@ fn thirty_two_cold_gets_make_one_provider_call() {
     assert_eq!(az.calls(), 1, "exactly one az call for 32 processes");
 }
 
+/// `refresh = "blocking"`: every caller inside the window waits for the
+/// renewal, as before background renewal existed.
+const BLOCKING: &str = "[credentials.work]\nprovider = \"azure\"\nrefresh = \"blocking\"\n";
+
 #[test]
-fn thirty_two_gets_inside_the_refresh_window_make_one_provider_call() {
-    let az = FakeAz::new("cache-race-refresh", WORK);
-    az.set("ttl", "120");
+fn thirty_two_blocking_gets_inside_the_refresh_window_make_one_provider_call() {
+    let az = FakeAz::new("cache-race-refresh", BLOCKING);
     assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
-    az.set("ttl", "3600");
+    az.age_entries(3400); // 200s left: inside the 5m window
     az.set("delay", "0.3");
     let outputs = race(&az, 32);
     for output in &outputs {
@@ -144,18 +83,18 @@ fn a_fresh_entry_is_served_without_the_provider() {
 }
 
 #[test]
-fn an_entry_inside_the_refresh_window_is_renewed_unless_the_margin_is_shorter() {
-    let az = FakeAz::new("cache-refresh-ahead", WORK);
-    az.set("ttl", "240");
+fn a_blocking_entry_inside_the_refresh_window_is_renewed_unless_the_margin_is_shorter() {
+    let az = FakeAz::new("cache-refresh-ahead", BLOCKING);
     assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
-    assert_eq!(stdout(&az.get(&["work"])), "token-2\n", "4 minutes left is inside the default 5m margin");
+    az.age_entries(3400);
+    assert_eq!(stdout(&az.get(&["work"])), "token-2\n", "200s left is inside the default 5m margin");
 
     let relaxed = FakeAz::new(
         "cache-refresh-margin",
-        "[settings]\nrefresh_before = \"1m\"\n\n[credentials.work]\nprovider = \"azure\"\n",
+        "[settings]\nrefresh_before = \"1m\"\nrefresh = \"blocking\"\n\n[credentials.work]\nprovider = \"azure\"\n",
     );
-    relaxed.set("ttl", "240");
     assert_eq!(stdout(&relaxed.get(&["work"])), "token-1\n");
+    relaxed.age_entries(3400);
     assert_eq!(stdout(&relaxed.get(&["work"])), "token-1\n", "outside a 1m margin");
     assert_eq!(relaxed.calls(), 1);
 }
@@ -176,10 +115,10 @@ fn min_ttl_renews_or_fails_clearly() {
 }
 
 #[test]
-fn a_failed_refresh_serves_the_still_valid_secret_with_a_warning() {
-    let az = FakeAz::new("cache-stale", WORK);
-    az.set("ttl", "240");
+fn a_failed_blocking_refresh_serves_the_still_valid_secret_with_a_warning() {
+    let az = FakeAz::new("cache-stale", BLOCKING);
     assert_eq!(stdout(&az.get(&["work"])), "token-1\n");
+    az.age_entries(3400);
     az.set("mode", "fail");
     let output = az.get(&["work"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -10,6 +10,7 @@ use crate::capabilities::Capabilities;
 use crate::failure::{ExitClass, Failure};
 use crate::installed::InstalledPlugins;
 use crate::manifest::ProviderManifest;
+use crate::sources::SourceFiles;
 
 /// Where a provider comes from, which decides what it is granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,25 +70,23 @@ impl ProviderCatalog {
     }
 
     /// The bundled providers, then those of `installed` plugins, then the
-    /// manifests in `user_dir` (`<name>.toml`). A broken user or installed
-    /// manifest is an error naming its file.
-    pub fn load(installed: &InstalledPlugins, user_dir: &Path) -> Result<Self, Failure> {
+    /// manifests in `user_dir` (`<name>.toml`), read through `sources`. A
+    /// broken user or installed manifest is an error naming its file.
+    pub fn load(
+        installed: &InstalledPlugins,
+        user_dir: &Path,
+        sources: &SourceFiles,
+    ) -> Result<Self, Failure> {
         let mut catalog = Self::bundled();
-        for plugin in installed.list() {
+        for plugin in installed.list_read_by(sources) {
             let path = plugin.manifest_path();
-            let manifest = read_manifest(&path)?;
+            let manifest = read_manifest(&path, sources)?;
             catalog.insert(manifest, Origin::Installed { granted: plugin.record.granted });
         }
-        let mut user_files: Vec<PathBuf> = match std::fs::read_dir(user_dir) {
-            Ok(dir) => dir
-                .filter_map(|e| Some(e.ok()?.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        user_files.sort();
+        let user_files =
+            sources.list(user_dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml"));
         for path in user_files {
-            let manifest = read_manifest(&path)?;
+            let manifest = read_manifest(&path, sources)?;
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             if manifest.name != stem {
                 return Err(Failure::new(
@@ -143,8 +142,8 @@ impl ProviderCatalog {
     }
 }
 
-fn read_manifest(path: &Path) -> Result<ProviderManifest, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+fn read_manifest(path: &Path, sources: &SourceFiles) -> Result<ProviderManifest, Failure> {
+    let text = sources.read_to_string(path).map_err(|e| {
         Failure::new(ExitClass::Config, format!("cannot read provider manifest {}: {e}", path.display()))
     })?;
     ProviderManifest::parse(&text).map_err(|e| {

@@ -19,11 +19,12 @@ use toml::Spanned;
 
 use crate::catalog::ProviderCatalog;
 use crate::failure::{ExitClass, Failure};
+use crate::sources::SourceFiles;
 use crate::suggest::did_you_mean;
 use crate::toml_diagnostics::line_column;
 
 /// Keys of a credential table that configure keyhelper rather than the provider.
-const RESERVED_KEYS: &[&str] = &["provider", "cache_ttl", "refresh_before", "fallback"];
+const RESERVED_KEYS: &[&str] = &["provider", "cache_ttl", "refresh_before", "refresh", "fallback"];
 
 /// The parsed and checked configuration.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +55,9 @@ pub struct Settings {
     /// credential before giving up (default 90s).
     #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     pub lock_timeout: Option<Duration>,
+    /// How a secret inside its refresh window is renewed (default background).
+    #[serde(default)]
+    pub refresh: Option<RefreshMode>,
 }
 
 impl Settings {
@@ -61,6 +65,34 @@ impl Settings {
     pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
     /// The default of `lock_timeout`: longer than a plugin may run.
     pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(90);
+}
+
+/// How a cached secret inside its refresh window is renewed (`refresh` in
+/// `[settings]` or a credential's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshMode {
+    /// Hand out the cached secret at once and renew it in a process of its
+    /// own, as long as it has comfortably long to live.
+    #[default]
+    Background,
+    /// Renew before handing it out; the caller waits for the provider.
+    Blocking,
+}
+
+impl RefreshMode {
+    /// Parses `background` or `blocking`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Background, Self::Blocking].into_iter().find(|mode| mode.name() == text)
+    }
+
+    /// `background` or `blocking`, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Background => "background",
+            Self::Blocking => "blocking",
+        }
+    }
 }
 
 /// Which backend `keyhelper login` stores new secrets in (`secret_store` in
@@ -100,6 +132,8 @@ pub struct CredentialConfig {
     pub cache_ttl: Option<Duration>,
     /// How long before expiry to renew the secret.
     pub refresh_before: Option<Duration>,
+    /// How to renew it inside its refresh window.
+    pub refresh: Option<RefreshMode>,
     /// Credentials to try, in order, when this one fails.
     pub fallback: Vec<String>,
 }
@@ -131,9 +165,10 @@ pub struct HostBinding {
 }
 
 impl Config {
-    /// Reads and checks `path`; a missing file is an empty configuration.
-    pub fn load(path: &Path, catalog: &ProviderCatalog) -> Result<Self, Failure> {
-        let text = match std::fs::read_to_string(path) {
+    /// Reads (through `sources`) and checks `path`; a missing file is an
+    /// empty configuration.
+    pub fn load(path: &Path, catalog: &ProviderCatalog, sources: &SourceFiles) -> Result<Self, Failure> {
+        let text = match sources.read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self { path: path.to_path_buf(), ..Self::default() });
@@ -307,8 +342,18 @@ fn parse_credential(
         options,
         cache_ttl: duration("cache_ttl")?,
         refresh_before: duration("refresh_before")?,
+        refresh: refresh_mode(get("refresh"))?,
         fallback,
     })
+}
+
+/// The `refresh` key of a credential table.
+fn refresh_mode(value: Option<&Spanned<toml::Value>>) -> Result<Option<RefreshMode>, FieldError> {
+    let Some(value) = value else { return Ok(None) };
+    let invalid =
+        || (Some(value.span()), "`refresh` must be \"background\" or \"blocking\"".to_string(), None);
+    let text = value.get_ref().as_str().ok_or_else(invalid)?;
+    RefreshMode::parse(text).map(Some).ok_or_else(invalid)
 }
 
 /// A string, number or boolean as text.
@@ -390,6 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn refresh_is_background_or_blocking_in_settings_or_a_credential() {
+        let config = parse(
+            "[settings]\nrefresh = \"blocking\"\n\n[credentials.w]\nprovider = \"azure\"\nrefresh = \"background\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.settings.refresh, Some(RefreshMode::Blocking));
+        assert_eq!(config.credentials["w"].refresh, Some(RefreshMode::Background));
+        assert!(!config.credentials["w"].options.contains_key("refresh"), "a reserved key, not an option");
+        let err = parse("[credentials.w]\nprovider = \"azure\"\nrefresh = \"sometimes\"\n").unwrap_err();
+        assert!(
+            err.message.contains("config.toml:3:11") && err.message.contains("blocking"),
+            "{}",
+            err.message
+        );
+        let err = parse("[settings]\nrefresh = \"eager\"\n").unwrap_err();
+        assert!(err.message.contains("config.toml:2:11"), "{}", err.message);
+    }
+
+    #[test]
     fn git_and_docker_bindings_name_credentials() {
         let config = parse("[credentials.gh]\nprovider = \"openai\"\n\n[git.\"github.com\"]\ncredential = \"gh\"\n\n[docker.\"registry.example.com\"]\ncredential = \"azure\"\nusername = \"00000000-0000-0000-0000-000000000000\"\n").unwrap();
         assert_eq!(config.git["github.com"].credential, "gh");
@@ -405,9 +469,12 @@ mod tests {
 
     #[test]
     fn missing_file_is_empty() {
-        let config =
-            Config::load(Path::new("/nonexistent/keyhelper/config.toml"), &ProviderCatalog::bundled())
-                .unwrap();
+        let config = Config::load(
+            Path::new("/nonexistent/keyhelper/config.toml"),
+            &ProviderCatalog::bundled(),
+            &SourceFiles::default(),
+        )
+        .unwrap();
         assert!(config.credentials.is_empty());
     }
 }

@@ -4,29 +4,34 @@
 //! its start-up time is most of its cost.
 //!
 //! After a `get` the full path leaves a small note (`hot-<name>` in the cache
-//! directory: the entry's id, the credential's `refresh_before`, and a
-//! fingerprint of everything that decides which entry a name maps to: the
-//! config file, the user's provider manifests, the installed plugins and the
-//! bundled manifests). The fast path serves a plain `get NAME [-n] [--format
-//! raw|json]` from that entry when the fingerprint still matches and the entry
-//! is fresh; in every other case it steps aside and `keyhelper-full` runs, so it
-//! can only ever serve what the full path would have served.
+//! directory): the entry's id, how the credential is renewed, where the config
+//! and manifests are, and what decided the answer (see [`crate::sources`]):
+//! digests of the very bytes of every file it parsed, the listings of the
+//! directories it read, the bundled manifests, and the environment variables
+//! that change the answer. The fast path serves a plain `get NAME [-n]
+//! [--format raw|json]` from that entry while all of it still holds and the
+//! entry needs no renewal before it is served (renewing it in the background
+//! when it is due); in every other case it steps aside and `keyhelper-full`
+//! runs, so it can only ever serve what the full path would have served.
 
 use std::ffi::OsString;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::background;
 use crate::bundled_manifests;
-use crate::cache::CredentialCache;
+use crate::cache::{CredentialCache, Freshness};
 use crate::clock::unix_now;
+use crate::config::RefreshMode;
 use crate::failure::ExitClass;
+use crate::invocation;
 use crate::output::{self, Conventions, Format};
 use crate::paths::Dirs;
 use crate::private_fs;
+use crate::sources;
 
-const NOTE_VERSION: &str = "keyhelper fast-get note v1";
+const NOTE_VERSION: &str = "keyhelper fast-get note v2";
 
 /// A plain `get` the fast path may serve.
 struct PlainGet {
@@ -35,48 +40,97 @@ struct PlainGet {
     newline: bool,
 }
 
+/// What the full path learned from a `get` that lets the fast path repeat it.
+#[derive(Debug, Clone)]
+pub struct Remembered<'a> {
+    /// The cache entry that served it.
+    pub entry_id: &'a str,
+    /// The credential's `refresh_before`.
+    pub refresh_before: Duration,
+    /// How it is renewed.
+    pub refresh: RefreshMode,
+    /// What decided the answer: [`crate::sources::SourceFiles::lines`].
+    pub sources: Vec<String>,
+    /// The environment variables that change the answer.
+    pub env: &'a [String],
+}
+
 /// Serves `args` (the process's whole argv) from the cache if it is a plain
-/// `get` of a fresh entry whose note still matches; `None` otherwise.
+/// `get` whose note still holds, of an entry that may be served now;
+/// `None` otherwise. An entry due for renewal but comfortably valid is served
+/// and renewed by a detached `keyhelper-full`.
 pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
     let get = parse(args)?;
     let dirs = Dirs::locate(None).ok()?;
     let note = std::fs::read_to_string(note_path(&dirs, &get.name)).ok()?;
     let mut lines = note.lines();
-    if lines.next()? != NOTE_VERSION {
+    if lines.next()? != NOTE_VERSION || lines.next()? != header(&dirs) {
         return None;
     }
     let entry_id = lines.next()?.strip_prefix("entry ")?;
     let refresh_before: i64 = lines.next()?.strip_prefix("refresh_before ")?.parse().ok()?;
-    let recorded: Vec<&str> = lines.collect();
-    if recorded.join("\n") != fingerprint(&dirs) {
+    let refresh = RefreshMode::parse(lines.next()?.strip_prefix("refresh ")?)?;
+    if !lines.all(sources::still_holds) {
         return None;
     }
     let cache = CredentialCache::open(dirs.credentials_cache_dir(), &dirs.cache_key_file()).ok()?;
-    let cached = cache.entry_by_id(entry_id).read().ok()??;
-    if cached.name != get.name || !cached.is_fresh(unix_now(), refresh_before, 0) {
+    let entry = cache.entry_by_id(entry_id);
+    let cached = entry.read().ok()??;
+    if cached.name != get.name {
         return None;
     }
+    let now = unix_now();
+    let renew = match cached.freshness(now, refresh_before, 0, refresh) {
+        Freshness::Fresh => false,
+        Freshness::RenewInBackground => true,
+        Freshness::RenewNow => return None,
+    };
     let text = output::render(&cached.credential, get.format, &Conventions::default(), get.newline).ok()?;
-    Some(match output::print(&text) {
+    let printed = output::print(&text);
+    if renew {
+        background::start(&invocation::full_executable(), &get.name, &entry, now);
+    }
+    Some(match printed {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(ExitClass::Internal.code()),
     })
 }
 
-/// Leaves the note that lets later `get`s of `name` take the fast path to
-/// entry `entry_id`. Failing to write it only costs speed.
-pub fn remember(dirs: &Dirs, name: &str, entry_id: &str, refresh_before: Duration) {
-    let note = format!(
-        "{NOTE_VERSION}\nentry {entry_id}\nrefresh_before {}\n{}",
-        refresh_before.as_secs(),
-        fingerprint(dirs)
+/// Leaves the note that lets later `get`s of `name` take the fast path.
+/// Failing to write it only costs speed.
+pub fn remember(dirs: &Dirs, name: &str, what: &Remembered<'_>) {
+    let mut note = format!(
+        "{NOTE_VERSION}\n{}\nentry {}\nrefresh_before {}\nrefresh {}\n",
+        header(dirs),
+        what.entry_id,
+        what.refresh_before.as_secs(),
+        what.refresh.name()
     );
+    for line in what.sources.iter().cloned().chain(what.env.iter().map(|name| sources::env_line(name))) {
+        note.push_str(&line);
+        note.push('\n');
+    }
     if std::fs::read_to_string(note_path(dirs, name)).is_ok_and(|old| old == note) {
         return;
     }
     if let Err(e) = private_fs::write_atomic(&note_path(dirs, name), note.as_bytes()) {
         tracing::debug!("could not write the fast-path note for '{name}': {e}");
     }
+}
+
+/// The keyhelper build and the places its configuration is read from: a
+/// note written by another version, or for another config file (`--config`,
+/// `$KEYHELPER_CONFIG`, `$XDG_CONFIG_HOME`), never applies.
+fn header(dirs: &Dirs) -> String {
+    let place = |path: &Path| hex::encode(path.to_string_lossy().as_bytes());
+    format!(
+        "keyhelper {} {} {} {} {}",
+        env!("CARGO_PKG_VERSION"),
+        bundled_manifests::BUNDLED_MANIFESTS_SHA256,
+        place(&dirs.config_file),
+        place(&dirs.providers_dir),
+        place(&dirs.plugins_dir())
+    )
 }
 
 /// `get NAME`, `-n` and `--format raw|json` in any order, and nothing else.
@@ -101,36 +155,6 @@ fn parse(args: &[OsString]) -> Option<PlainGet> {
 
 fn note_path(dirs: &Dirs, name: &str) -> std::path::PathBuf {
     dirs.credentials_cache_dir().join(format!("hot-{}", hex::encode(name)))
-}
-
-/// Everything that decides which entry a name maps to, one line each.
-fn fingerprint(dirs: &Dirs) -> String {
-    let mut lines = vec![format!(
-        "bundled {} {}",
-        env!("CARGO_PKG_VERSION"),
-        bundled_manifests::BUNDLED_MANIFESTS_SHA256
-    )];
-    lines.push(stat_line(&dirs.config_file));
-    for dir in [dirs.providers_dir.clone(), dirs.plugins_dir()] {
-        lines.push(stat_line(&dir));
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
-            .unwrap_or_default();
-        entries.sort();
-        for entry in entries {
-            lines.push(stat_line(&entry));
-            lines.push(stat_line(&entry.join("manifest.toml")));
-        }
-    }
-    lines.join("\n")
-}
-
-/// `path size mtime inode`, or `path -` when it does not exist.
-fn stat_line(path: &Path) -> String {
-    match std::fs::metadata(path) {
-        Ok(m) => format!("{} {} {}.{} {}", path.display(), m.size(), m.mtime(), m.mtime_nsec(), m.ino()),
-        Err(_) => format!("{} -", path.display()),
-    }
 }
 
 #[cfg(test)]

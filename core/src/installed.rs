@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capabilities::Capabilities;
 use crate::private_fs;
+use crate::sources::SourceFiles;
 
 /// What was installed, from where, and what the user granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,16 +66,20 @@ impl InstalledPlugins {
     /// Every installed plugin with a readable record, by name. A directory
     /// without one (an interrupted install) is skipped.
     pub fn list(&self) -> Vec<InstalledPlugin> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        self.list_read_by(&SourceFiles::default())
+    }
+
+    /// [`list`](Self::list), reading through `sources`.
+    pub fn list_read_by(&self, sources: &SourceFiles) -> Vec<InstalledPlugin> {
         let mut plugins: Vec<InstalledPlugin> =
-            entries.filter_map(|e| read_plugin(&e.ok()?.path())).collect();
+            sources.list(&self.dir).iter().filter_map(|dir| read_plugin(dir, sources)).collect();
         plugins.sort_by(|a, b| a.record.name.cmp(&b.record.name));
         plugins
     }
 
     /// The installed plugin called `name`.
     pub fn get(&self, name: &str) -> Option<InstalledPlugin> {
-        read_plugin(&self.dir.join(name))
+        read_plugin(&self.dir.join(name), &SourceFiles::default())
     }
 
     /// Installs (or replaces) a plugin: the files are written to a fresh
@@ -106,7 +111,7 @@ impl InstalledPlugins {
     /// Removes the plugin called `name`; whether it was installed.
     pub fn remove(&self, name: &str) -> std::io::Result<bool> {
         let dir = self.dir.join(name);
-        if read_plugin(&dir).is_none() {
+        if read_plugin(&dir, &SourceFiles::default()).is_none() {
             return Ok(false);
         }
         std::fs::remove_dir_all(dir)?;
@@ -114,8 +119,8 @@ impl InstalledPlugins {
     }
 }
 
-fn read_plugin(dir: &Path) -> Option<InstalledPlugin> {
-    let bytes = std::fs::read(dir.join("record.json")).ok()?;
+fn read_plugin(dir: &Path, sources: &SourceFiles) -> Option<InstalledPlugin> {
+    let bytes = sources.read(&dir.join("record.json")).ok()?;
     let record: InstallRecord = serde_json::from_slice(&bytes).ok()?;
     (dir.file_name()?.to_str()? == record.name).then(|| InstalledPlugin { dir: dir.to_path_buf(), record })
 }

@@ -1,6 +1,19 @@
-//! How keyhelper was invoked, as far as it changes what it is asked: Docker
-//! runs credential helpers as `docker-credential-<name> <action>`, so a
-//! symlink of that name to keyhelper speaks Docker's protocol.
+//! How keyhelper was invoked, and where its other half is. Docker runs
+//! credential helpers as `docker-credential-<name> <action>`, so a symlink of
+//! that name to keyhelper speaks Docker's protocol; the small `keyhelper`
+//! executable runs `keyhelper-full`, installed beside it.
+
+use std::path::PathBuf;
+
+/// The complete program's file name; it lives beside `keyhelper`.
+pub const FULL_EXECUTABLE: &str = "keyhelper-full";
+
+/// `keyhelper-full` beside the running executable (symlinks to it resolved).
+pub fn full_executable() -> PathBuf {
+    std::env::current_exe()
+        .map(|exe| exe.with_file_name(FULL_EXECUTABLE))
+        .unwrap_or_else(|_| PathBuf::from(FULL_EXECUTABLE))
+}
 
 /// The name Docker runs keyhelper under (`credsStore`/`credHelpers` = "keyhelper").
 pub const DOCKER_HELPER_NAME: &str = "docker-credential-keyhelper";

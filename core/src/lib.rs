@@ -10,6 +10,7 @@
 //! It depends on neither a CLI parser, an async runtime nor the plugin engine:
 //! those live in the host crate (`keyhelper-host`), which depends on this one.
 
+pub mod background;
 pub mod bundled_manifests;
 pub mod cache;
 pub mod capabilities;
@@ -25,9 +26,11 @@ pub mod invocation;
 pub mod manifest;
 pub mod output;
 pub mod paths;
+pub mod platform;
 pub mod private_fs;
 pub mod resolve;
 pub mod rfc3339;
 pub mod sealed;
+pub mod sources;
 pub mod suggest;
 pub mod toml_diagnostics;

@@ -4,13 +4,20 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Creates `dir` (and its parents) if needed and makes it mode 0700.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Opens (creating it 0600, in a 0700 directory) a file that exists to be
+/// locked; its content is never read or written.
+pub fn open_lock_file(path: &Path) -> std::io::Result<fs::File> {
+    ensure_dir(parent(path)?)?;
+    fs::File::options().create(true).truncate(false).write(true).mode(0o600).open(path)
 }
 
 /// Replaces `path` with `bytes` atomically and durably: a reader sees the old

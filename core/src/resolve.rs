@@ -8,10 +8,13 @@ use std::time::Duration;
 use crate::cache::{CacheEntry, CredentialCache};
 use crate::capabilities::Capabilities;
 use crate::catalog::ProviderCatalog;
-use crate::config::{Config, Settings};
+use crate::config::{Config, RefreshMode, Settings};
 use crate::failure::{ExitClass, Failure};
 use crate::manifest::ProviderManifest;
 use crate::suggest::did_you_mean;
+
+/// The variable that chooses the secret store, over `[settings] secret_store`.
+pub const SECRET_STORE_VAR: &str = "KEYHELPER_SECRET_STORE";
 
 /// A credential ready to be fetched.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct ResolvedCredential<'a> {
     pub cache_ttl: Option<Duration>,
     /// How long before expiry to renew.
     pub refresh_before: Option<Duration>,
+    /// How to renew inside the refresh window.
+    pub refresh: Option<RefreshMode>,
     /// Credentials to try next when this one fails.
     pub fallback: Vec<String>,
 }
@@ -39,9 +44,35 @@ impl ResolvedCredential<'_> {
         self.refresh_before.or(settings.refresh_before).unwrap_or(Settings::DEFAULT_REFRESH_BEFORE)
     }
 
-    /// Its entry in `cache`.
+    /// How its secret is renewed inside the refresh window: the credential's
+    /// own `refresh`, else `[settings]`'s, else in the background.
+    pub fn refresh_mode(&self, settings: &Settings) -> RefreshMode {
+        self.refresh.or(settings.refresh).unwrap_or_default()
+    }
+
+    /// The environment variables that change its answer: those its provider
+    /// may read (declared and granted), and `KEYHELPER_SECRET_STORE` when it
+    /// reads stored secrets. Sorted.
+    pub fn answer_env(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.manifest.capabilities.env.iter().filter(|n| self.granted.env.contains(n)).cloned().collect();
+        if self.manifest.capabilities.stored_secrets && self.granted.stored_secrets {
+            names.push(SECRET_STORE_VAR.to_string());
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Its entry in `cache`, for the values [`answer_env`](Self::answer_env)
+    /// has in this process.
     pub fn cache_entry<'c>(&self, cache: &'c CredentialCache) -> CacheEntry<'c> {
-        cache.entry(&self.name, &self.manifest.name, &self.options)
+        let env: Vec<(String, String)> = self
+            .answer_env()
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), std::env::var(&name).ok()?)))
+            .collect();
+        cache.entry(&self.name, &self.manifest.name, &self.options, &env)
     }
 }
 
@@ -60,6 +91,7 @@ pub fn resolve<'a>(
             options: manifest.options_with_defaults(&credential.options),
             cache_ttl: credential.cache_ttl.or(manifest.cache.default_ttl),
             refresh_before: credential.refresh_before,
+            refresh: credential.refresh,
             fallback: credential.fallback.clone(),
         });
     }
@@ -83,6 +115,7 @@ pub fn resolve<'a>(
             options: manifest.options_with_defaults(&BTreeMap::new()),
             cache_ttl: manifest.cache.default_ttl,
             refresh_before: None,
+            refresh: None,
             fallback: Vec::new(),
         });
     }

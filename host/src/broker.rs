@@ -2,16 +2,24 @@
 //! provider's plugin under the entry's lock (one renewal however many
 //! processes ask), serving a still-valid secret when renewal fails, and
 //! walking a credential's `fallback` list when it cannot be had at all.
+//!
+//! A cached secret inside its refresh window with comfortably long to live is
+//! served at once and renewed in the background ([`BackgroundRenewal`]); only
+//! below that floor (or for a credential renewed `blocking`) does the caller
+//! wait for the provider. Failed renewals are recorded beside the entry and
+//! back off, so a broken provider is not called by every `get`.
 
 use std::time::Duration;
 
-use keyhelper_core::cache::{CachedCredential, CredentialCache};
+use keyhelper_core::background;
+use keyhelper_core::cache::{CacheEntry, CachedCredential, CredentialCache, Freshness};
 use keyhelper_core::catalog::ProviderCatalog;
 use keyhelper_core::clock::{Clock, SystemClock};
-use keyhelper_core::config::{Config, Settings};
+use keyhelper_core::config::{Config, RefreshMode, Settings};
 use keyhelper_core::credential::{Credential, Secret};
 use keyhelper_core::duration;
 use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::invocation;
 use keyhelper_core::resolve::{ResolvedCredential, resolve};
 
 use crate::fetcher::{CredentialFetcher, Fetcher};
@@ -25,6 +33,40 @@ pub struct GetOptions {
     pub no_cache: bool,
 }
 
+/// How a renewal due in the background gets done.
+pub trait BackgroundRenewal {
+    /// Starts renewing `credential`, cached in `entry`, unless a renewal of it
+    /// already runs or the last failure's backoff lasts past `now`.
+    fn start(&self, credential: &ResolvedCredential<'_>, entry: &CacheEntry<'_>, now: i64);
+}
+
+/// Renews in a detached `keyhelper-full renew-in-background` process, which
+/// outlives the caller: what every short-lived command does.
+pub struct DetachedRenewal;
+
+impl BackgroundRenewal for DetachedRenewal {
+    fn start(&self, credential: &ResolvedCredential<'_>, entry: &CacheEntry<'_>, now: i64) {
+        background::start(&invocation::full_executable(), &credential.name, entry, now);
+    }
+}
+
+/// When a served secret should be looked at again, in unix seconds: its
+/// renewal is due from `renew_from`, and past `floor` a caller must wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeTiming {
+    /// The start of its refresh window.
+    pub renew_from: i64,
+    /// The end of the time it may be served while being renewed.
+    pub floor: i64,
+}
+
+impl ServeTiming {
+    fn of(cached: &CachedCredential, refresh_before: i64) -> Self {
+        let window = cached.refresh_window(refresh_before);
+        Self { renew_from: cached.until() - window, floor: cached.until() - window / 2 }
+    }
+}
+
 /// A credential and the resolved credential that produced it (another than
 /// the one asked for when a fallback served).
 #[derive(Debug)]
@@ -33,6 +75,14 @@ pub struct Served<'a> {
     pub credential: Credential,
     /// Which credential served it, as resolved for this call.
     pub source: ResolvedCredential<'a>,
+    /// When to look at it again; `None` when it was not cached.
+    pub timing: Option<ServeTiming>,
+}
+
+/// One credential from one cache entry (or straight from the provider).
+struct Answer {
+    credential: Credential,
+    timing: Option<ServeTiming>,
 }
 
 /// The cache, the plugins and the configuration, working together.
@@ -42,22 +92,29 @@ pub struct CredentialBroker<'a, F: Fetcher = CredentialFetcher> {
     cache: Option<CredentialCache>,
     fetcher: F,
     clock: &'a dyn Clock,
+    renewal: &'a dyn BackgroundRenewal,
 }
 
 impl<'a, F: Fetcher> CredentialBroker<'a, F> {
-    /// A broker on the system clock; `cache` is `None` when the cache cannot be used.
+    /// A broker on the system clock that renews in detached processes;
+    /// `cache` is `None` when the cache cannot be used.
     pub fn new(
         config: &'a Config,
         catalog: &'a ProviderCatalog,
         cache: Option<CredentialCache>,
         fetcher: F,
     ) -> Self {
-        Self { config, catalog, cache, fetcher, clock: &SystemClock }
+        Self { config, catalog, cache, fetcher, clock: &SystemClock, renewal: &DetachedRenewal }
     }
 
     /// The same broker reading the time from `clock`.
     pub fn with_clock(self, clock: &'a dyn Clock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// The same broker doing background renewals with `renewal`.
+    pub fn with_renewal(self, renewal: &'a dyn BackgroundRenewal) -> Self {
+        Self { renewal, ..self }
     }
 
     /// The credential cache, when it can be used.
@@ -68,6 +125,33 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
     /// The credential called `name`, or the first of its fallbacks that works.
     pub fn get(&self, name: &str, options: GetOptions) -> Result<Served<'a>, Failure> {
         self.get_with_fallbacks(name, options, &mut Vec::new())
+    }
+
+    /// Renews the credential `name` now, in the caller's time, if its cache
+    /// entry is still `entry_id` (the configuration did not change since the
+    /// renewal was asked for) and nobody renewed it meanwhile: what a
+    /// background renewer does. A failure is recorded, with its backoff.
+    pub fn renew(&self, name: &str, entry_id: &str) -> Result<(), Failure> {
+        let credential = resolve(name, self.config, self.catalog)?;
+        let cache = self.cache.as_ref().ok_or_else(|| {
+            Failure::new(ExitClass::Store, "the credential cache cannot be opened, so nothing is renewed")
+        })?;
+        let entry = credential.cache_entry(cache);
+        if entry.id() != entry_id {
+            tracing::debug!("'{name}' now maps to another cache entry; nothing to renew");
+            return Ok(());
+        }
+        let _lock = self.lock(&credential, &entry)?;
+        let cached = self.read(&credential, &entry);
+        let refresh_before = secs(credential.refresh_before(&self.config.settings));
+        let now = self.clock.now();
+        if cached
+            .as_ref()
+            .is_some_and(|c| c.freshness(now, refresh_before, 0, RefreshMode::Background) == Freshness::Fresh)
+        {
+            return Ok(());
+        }
+        self.renew_locked(&credential, &entry, cached.as_ref(), 0).map(drop)
     }
 
     /// Drops the cached copy of `name`'s secret if it is `rejected` (a server
@@ -89,7 +173,13 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
         tried.push(name.to_string());
         let credential = resolve(name, self.config, self.catalog)?;
         let failure = match self.get_one(&credential, options) {
-            Ok(fresh) => return Ok(Served { credential: fresh, source: credential }),
+            Ok(answer) => {
+                return Ok(Served {
+                    credential: answer.credential,
+                    source: credential,
+                    timing: answer.timing,
+                });
+            }
             Err(failure) => failure,
         };
         if !failure.class.allows_fallback() {
@@ -113,86 +203,156 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
         Err(last)
     }
 
-    fn get_one(
-        &self,
-        credential: &ResolvedCredential<'_>,
-        options: GetOptions,
-    ) -> Result<Credential, Failure> {
+    fn get_one(&self, credential: &ResolvedCredential<'_>, options: GetOptions) -> Result<Answer, Failure> {
         let min_ttl = secs(options.min_ttl);
         let cache = match &self.cache {
             Some(cache) if !options.no_cache => cache,
-            _ => return self.fetch_fresh(credential, None, min_ttl),
+            _ => {
+                let fresh = self.meeting_min_ttl(credential, self.fetch_fresh(credential, None)?, min_ttl)?;
+                return Ok(Answer { credential: fresh, timing: None });
+            }
         };
-        let refresh_before = secs(credential.refresh_before(&self.config.settings));
+        let settings = &self.config.settings;
+        let refresh_before = secs(credential.refresh_before(settings));
+        let mode = credential.refresh_mode(settings);
         let entry = credential.cache_entry(cache);
-        let read = || {
-            entry.read().unwrap_or_else(|e| {
-                tracing::warn!("{e}; fetching '{}' afresh", credential.name);
-                None
-            })
+        let serve = |cached: CachedCredential| Answer {
+            timing: Some(ServeTiming::of(&cached, refresh_before)),
+            credential: cached.credential,
         };
-        let now = || self.clock.now();
-        if let Some(cached) = read().filter(|c| c.is_fresh(now(), refresh_before, min_ttl)) {
-            return Ok(cached.credential);
+        if let Some(cached) = self.read(credential, &entry) {
+            let now = self.clock.now();
+            match cached.freshness(now, refresh_before, min_ttl, mode) {
+                Freshness::Fresh => return Ok(serve(cached)),
+                Freshness::RenewInBackground => {
+                    self.renewal.start(credential, &entry, now);
+                    return Ok(serve(cached));
+                }
+                Freshness::RenewNow => {}
+            }
         }
 
-        let timeout = self.config.settings.lock_timeout.unwrap_or(Settings::DEFAULT_LOCK_TIMEOUT);
-        let _lock = entry.lock(timeout).map_err(|e| {
-            Failure::new(ExitClass::Store, format!("credential '{}': {e}", credential.name))
-                .hint("if no keyhelper is running, `keyhelper cache clear` and retry")
-        })?;
+        let _lock = self.lock(credential, &entry)?;
         // Whoever held the lock before us may have renewed it already.
-        let cached = read();
-        if let Some(cached) = cached.as_ref().filter(|c| c.is_fresh(now(), refresh_before, min_ttl)) {
-            return Ok(cached.credential.clone());
+        let cached = self.read(credential, &entry);
+        let now = self.clock.now();
+        if let Some(cached) =
+            cached.as_ref().filter(|c| c.freshness(now, refresh_before, min_ttl, mode) == Freshness::Fresh)
+        {
+            return Ok(serve(cached.clone()));
         }
-        let previous = cached.filter(|c| c.is_usable(now(), 0));
-        match self.fetch_fresh(credential, previous.as_ref().map(|c| &c.credential), min_ttl) {
-            Ok(fresh) => {
-                if let Some(cache_until) = self.cache_until(&fresh, credential) {
-                    let stored = CachedCredential {
-                        name: credential.name.clone(),
-                        provider: credential.manifest.name.clone(),
-                        credential: fresh.clone(),
-                        cache_until,
-                        fetched_at: now(),
-                    };
-                    if let Err(e) = entry.write(&stored) {
-                        tracing::warn!("could not cache '{}': {e}", credential.name);
-                    }
-                }
-                Ok(fresh)
+        let stale = |failure: &dyn std::fmt::Display| -> Option<Answer> {
+            let stale = cached.as_ref().filter(|c| c.is_usable(self.clock.now(), min_ttl))?;
+            let left = stale.until() - self.clock.now();
+            tracing::warn!(
+                "{failure}; serving the cached secret, valid for another {}",
+                duration::format(Duration::from_secs(left.max(0).unsigned_abs()))
+            );
+            Some(serve(stale.clone()))
+        };
+        // After a failed renewal, wait out its backoff on the secret we have.
+        if mode == RefreshMode::Background
+            && let Some(failures) = entry.renewal_failures().filter(|f| f.backing_off(now))
+        {
+            let reason = format!(
+                "renewing '{}' failed {} ago ({}); next try in {}",
+                credential.name,
+                duration::format(Duration::from_secs((now - failures.last_at).max(0).unsigned_abs())),
+                failures.reason,
+                duration::format(Duration::from_secs((failures.next_try_at - now).max(0).unsigned_abs()))
+            );
+            if let Some(answer) = stale(&reason) {
+                return Ok(answer);
             }
-            Err(failure) => match previous.filter(|c| c.is_usable(now(), min_ttl)) {
-                Some(stale) => {
-                    let left = stale.credential.expires_at.unwrap_or(stale.cache_until) - now();
-                    tracing::warn!(
-                        "{failure}; serving the cached secret, valid for another {}",
-                        duration::format(Duration::from_secs(left.max(0).unsigned_abs()))
-                    );
-                    Ok(stale.credential)
-                }
-                None => Err(failure),
-            },
+        }
+        match self.renew_locked(credential, &entry, cached.as_ref(), min_ttl) {
+            Ok(answer) => Ok(answer),
+            Err(failure) => stale(&failure).ok_or(failure),
         }
     }
 
-    /// Asks the plugin (renewing `previous` when there is one and the provider
-    /// renews better than it fetches) and checks the answer meets `min_ttl`.
+    /// Under the entry's lock: asks the provider (renewing `cached` when it
+    /// is still usable), caches the answer and clears past failures, or
+    /// records the failure; then checks the answer meets `min_ttl` (a secret
+    /// shorter than one caller asks for is still cached for the others).
+    fn renew_locked(
+        &self,
+        credential: &ResolvedCredential<'_>,
+        entry: &CacheEntry<'_>,
+        cached: Option<&CachedCredential>,
+        min_ttl: i64,
+    ) -> Result<Answer, Failure> {
+        let previous = cached.filter(|c| c.is_usable(self.clock.now(), 0)).map(|c| &c.credential);
+        let fresh = match self.fetch_fresh(credential, previous) {
+            Ok(fresh) => fresh,
+            Err(failure) => {
+                entry.record_renewal_failure(&failure.to_string(), self.clock.now());
+                return Err(failure);
+            }
+        };
+        entry.clear_renewal_failures();
+        let Some(cache_until) = self.cache_until(&fresh, credential) else {
+            let fresh = self.meeting_min_ttl(credential, fresh, min_ttl)?;
+            return Ok(Answer { credential: fresh, timing: None });
+        };
+        let stored = CachedCredential {
+            name: credential.name.clone(),
+            provider: credential.manifest.name.clone(),
+            credential: fresh,
+            cache_until,
+            fetched_at: self.clock.now(),
+        };
+        if let Err(e) = entry.write(&stored) {
+            tracing::warn!("could not cache '{}': {e}", credential.name);
+        }
+        let refresh_before = secs(credential.refresh_before(&self.config.settings));
+        let timing = Some(ServeTiming::of(&stored, refresh_before));
+        Ok(Answer { credential: self.meeting_min_ttl(credential, stored.credential, min_ttl)?, timing })
+    }
+
+    /// The cached credential, if any; a corrupt entry is a miss with a warning.
+    fn read(&self, credential: &ResolvedCredential<'_>, entry: &CacheEntry<'_>) -> Option<CachedCredential> {
+        entry.read().unwrap_or_else(|e| {
+            tracing::warn!("{e}; fetching '{}' afresh", credential.name);
+            None
+        })
+    }
+
+    fn lock(
+        &self,
+        credential: &ResolvedCredential<'_>,
+        entry: &CacheEntry<'_>,
+    ) -> Result<keyhelper_core::cache::EntryLock, Failure> {
+        let timeout = self.config.settings.lock_timeout.unwrap_or(Settings::DEFAULT_LOCK_TIMEOUT);
+        entry.lock(timeout).map_err(|e| {
+            Failure::new(ExitClass::Store, format!("credential '{}': {e}", credential.name))
+                .hint("if no keyhelper is running, `keyhelper cache clear` and retry")
+        })
+    }
+
+    /// Asks the plugin, renewing `previous` when there is one and the
+    /// provider renews better than it fetches.
     fn fetch_fresh(
         &self,
         credential: &ResolvedCredential<'_>,
         previous: Option<&Credential>,
+    ) -> Result<Credential, Failure> {
+        match previous {
+            Some(previous) if credential.manifest.supports_refresh => {
+                self.fetcher.refresh(credential, previous)
+            }
+            _ => self.fetcher.fetch(credential),
+        }
+    }
+
+    /// `fresh`, if it stays valid at least `min_ttl`.
+    fn meeting_min_ttl(
+        &self,
+        credential: &ResolvedCredential<'_>,
+        fresh: Credential,
         min_ttl: i64,
     ) -> Result<Credential, Failure> {
-        let fresh = match previous {
-            Some(previous) if credential.manifest.supports_refresh => {
-                self.fetcher.refresh(credential, previous)?
-            }
-            _ => self.fetcher.fetch(credential)?,
-        };
-        let left = fresh.expires_at.map(|expires_at| expires_at - self.clock.now());
-        match left {
+        match fresh.expires_at.map(|expires_at| expires_at - self.clock.now()) {
             Some(left) if left < min_ttl => Err(Failure::new(
                 ExitClass::Unavailable,
                 format!(
@@ -220,8 +380,9 @@ fn secs(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     //! The broker's rules on a clock the tests move: no test waits for time
-    //! to pass. The provider is scripted; the cache is real, in a temporary
-    //! directory.
+    //! to pass. The provider is scripted and background renewals are recorded
+    //! (the tests run them when they choose); the cache is real, in a
+    //! temporary directory.
 
     use std::cell::RefCell;
     use std::path::Path;
@@ -277,6 +438,16 @@ mod tests {
         }
     }
 
+    /// Background renewals asked for: credential name and cache entry.
+    #[derive(Default)]
+    struct RecordedRenewals(RefCell<Vec<(String, String)>>);
+
+    impl BackgroundRenewal for RecordedRenewals {
+        fn start(&self, credential: &ResolvedCredential<'_>, entry: &CacheEntry<'_>, _now: i64) {
+            self.0.borrow_mut().push((credential.name.clone(), entry.id().to_string()));
+        }
+    }
+
     fn token(secret: &str, expires_at: Option<i64>) -> Result<Credential, Failure> {
         Ok(Credential { secret: Secret::new(secret), expires_at, metadata: vec![], headers: vec![] })
     }
@@ -294,6 +465,7 @@ mod tests {
         cache_dir: std::path::PathBuf,
         clock: TestClock,
         provider: ScriptedProvider,
+        renewals: RecordedRenewals,
     }
 
     impl Fixture {
@@ -308,6 +480,7 @@ mod tests {
                 catalog,
                 clock: TestClock(AtomicI64::new(START)),
                 provider: ScriptedProvider::default(),
+                renewals: RecordedRenewals::default(),
             }
         }
 
@@ -315,6 +488,7 @@ mod tests {
             let cache = CredentialCache::open(self.cache_dir.clone(), &self.cache_dir.join("key")).unwrap();
             CredentialBroker::new(&self.config, &self.catalog, Some(cache), &self.provider)
                 .with_clock(&self.clock)
+                .with_renewal(&self.renewals)
         }
 
         fn get(&self, name: &str, min_ttl: u64) -> Result<String, Failure> {
@@ -322,25 +496,70 @@ mod tests {
             self.broker().get(name, options).map(|served| served.credential.secret.expose().to_string())
         }
 
+        /// Runs the background renewals asked for so far, as a renewer would.
+        fn run_renewals(&self) -> Vec<Result<(), Failure>> {
+            let asked: Vec<_> = self.renewals.0.borrow_mut().drain(..).collect();
+            asked.iter().map(|(name, entry)| self.broker().renew(name, entry)).collect()
+        }
+
         fn calls(&self) -> usize {
             self.provider.calls.borrow().len()
+        }
+
+        fn renewals_asked(&self) -> usize {
+            self.renewals.0.borrow().len()
         }
     }
 
     const WORK: &str = "[credentials.work]\nprovider = \"azure\"\n";
 
     #[test]
-    fn a_fresh_entry_is_served_until_the_refresh_window() {
+    fn inside_the_window_the_cached_secret_is_served_and_renewed_in_the_background() {
         let f = Fixture::new(WORK);
         f.provider.will_answer(token("tok-1", Some(START + 3600)));
         assert_eq!(f.get("work", 0).unwrap(), "tok-1");
         f.clock.advance(3600 - 301);
         assert_eq!(f.get("work", 0).unwrap(), "tok-1", "just outside the 5m window");
-        assert_eq!(f.calls(), 1);
+        assert_eq!((f.calls(), f.renewals_asked()), (1, 0));
         f.clock.advance(2);
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1", "inside the window: served at once");
+        assert_eq!((f.calls(), f.renewals_asked()), (1, 1), "and a renewal asked for, not made");
         f.provider.will_answer(token("tok-2", Some(START + 7200)));
-        assert_eq!(f.get("work", 0).unwrap(), "tok-2", "inside the window: renewed");
-        assert_eq!(f.calls(), 2);
+        assert!(f.run_renewals().iter().all(Result::is_ok));
+        assert_eq!(f.get("work", 0).unwrap(), "tok-2");
+        assert_eq!((f.calls(), f.renewals_asked()), (2, 0));
+    }
+
+    #[test]
+    fn below_the_floor_or_when_blocking_the_caller_waits_for_the_provider() {
+        let f = Fixture::new(WORK);
+        f.provider.will_answer(token("tok-1", Some(START + 3600)));
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
+        f.clock.advance(3600 - 150);
+        f.provider.will_answer(token("tok-2", Some(START + 7200)));
+        assert_eq!(f.get("work", 0).unwrap(), "tok-2", "150s left: at the floor of a 5m window");
+        assert_eq!(f.renewals_asked(), 0);
+
+        let blocking = Fixture::new("[credentials.work]\nprovider = \"azure\"\nrefresh = \"blocking\"\n");
+        blocking.provider.will_answer(token("tok-1", Some(START + 3600)));
+        assert_eq!(blocking.get("work", 0).unwrap(), "tok-1");
+        blocking.clock.advance(3600 - 299);
+        blocking.provider.will_answer(token("tok-2", Some(START + 7200)));
+        assert_eq!(blocking.get("work", 0).unwrap(), "tok-2", "blocking renews in the window");
+        assert_eq!(blocking.renewals_asked(), 0);
+    }
+
+    #[test]
+    fn a_short_lived_token_has_half_its_life_as_window() {
+        let f = Fixture::new(WORK);
+        f.provider.will_answer(token("tok-1", Some(START + 300)));
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
+        f.clock.advance(149);
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
+        assert_eq!(f.renewals_asked(), 0, "a 5-minute token is not renewed all its life");
+        f.clock.advance(2);
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
+        assert_eq!(f.renewals_asked(), 1);
     }
 
     #[test]
@@ -355,15 +574,54 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_renewal_serves_the_still_valid_secret() {
+    fn failed_renewals_back_off_and_never_outlive_the_secret() {
         let f = Fixture::new(WORK);
-        f.provider.will_answer(token("tok-1", Some(START + 600)));
+        f.provider.will_answer(token("tok-1", Some(START + 3600)));
         assert_eq!(f.get("work", 0).unwrap(), "tok-1");
-        f.clock.advance(400);
+        f.clock.advance(3600 - 200);
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
         f.provider.will_answer(not_logged_in());
-        assert_eq!(f.get("work", 0).unwrap(), "tok-1", "200s left: stale on error");
+        assert_eq!(f.run_renewals()[0].as_ref().unwrap_err().class, ExitClass::NeedsLogin);
+        let entry_failures = || {
+            let cache = CredentialCache::open(f.cache_dir.clone(), &f.cache_dir.join("key")).unwrap();
+            cache.entries()[0].0.renewal_failures().unwrap()
+        };
+        assert_eq!(entry_failures().next_try_at, START + 3600 - 200 + 30);
+        // Below the floor a caller tries again once the backoff is over; a
+        // failure there still serves the secret in hand, and backs off longer.
+        f.clock.advance(60);
         f.provider.will_answer(not_logged_in());
-        assert_eq!(f.get("work", 300).unwrap_err().class, ExitClass::NeedsLogin, "but not for --min-ttl 5m");
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1", "140s left: tried, failed, served stale");
+        assert_eq!((f.calls(), entry_failures().count), (3, 2));
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
+        assert_eq!(f.calls(), 3, "backing off 60s: no call");
+        // At expiry the caller gets the provider's answer and its error.
+        f.clock.advance(140);
+        f.provider.will_answer(not_logged_in());
+        assert_eq!(f.get("work", 0).unwrap_err().class, ExitClass::NeedsLogin);
+        assert_eq!(f.calls(), 4);
+        // A success clears the record.
+        f.provider.will_answer(token("tok-2", Some(START + 9000)));
+        assert_eq!(f.get("work", 0).unwrap(), "tok-2");
+        let cache = CredentialCache::open(f.cache_dir.clone(), &f.cache_dir.join("key")).unwrap();
+        assert!(cache.entries()[0].0.renewal_failures().is_none());
+    }
+
+    #[test]
+    fn a_renewal_for_an_entry_the_config_no_longer_uses_does_nothing() {
+        let f = Fixture::new(WORK);
+        f.provider.will_answer(token("tok-1", Some(START + 3600)));
+        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
+        assert_eq!(f.broker().renew("work", "0123456789abcdef").map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(f.calls(), 1);
+        f.clock.advance(3600 - 200);
+        f.provider.will_answer(token("tok-2", Some(START + 7200)));
+        let _ = f.get("work", 0);
+        let _ = f.get("work", 0);
+        assert_eq!(f.renewals_asked(), 2, "the broker asks; the renewer's claim makes it one");
+        let results = f.run_renewals();
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(f.calls(), 2, "the second renewal found the entry renewed");
     }
 
     #[test]
@@ -381,15 +639,17 @@ mod tests {
     }
 
     #[test]
-    fn secrets_without_expiry_live_for_their_cache_ttl() {
+    fn secrets_without_expiry_are_renewed_ahead_of_their_cache_ttl() {
         let f = Fixture::new("[credentials.work]\nprovider = \"azure\"\ncache_ttl = \"10m\"\n");
         f.provider.will_answer(token("tok-1", None));
         assert_eq!(f.get("work", 0).unwrap(), "tok-1");
-        f.clock.advance(599);
-        assert_eq!(f.get("work", 0).unwrap(), "tok-1");
+        f.clock.advance(299);
+        assert_eq!((f.get("work", 0).unwrap().as_str(), f.renewals_asked()), ("tok-1", 0));
         f.clock.advance(1);
+        assert_eq!((f.get("work", 0).unwrap().as_str(), f.renewals_asked()), ("tok-1", 1));
+        f.clock.advance(300);
         f.provider.will_answer(token("tok-2", None));
-        assert_eq!(f.get("work", 0).unwrap(), "tok-2");
+        assert_eq!(f.get("work", 0).unwrap(), "tok-2", "at the end of its ttl, renewed before serving");
     }
 
     #[test]
@@ -404,6 +664,7 @@ mod tests {
         assert_eq!(served.credential.secret.expose(), "personal-tok");
         assert_eq!(served.source.name, "personal");
         assert_eq!(served.source.options["scope"], "api://personal/.default");
+        assert_eq!(served.timing, Some(ServeTiming { renew_from: START + 3300, floor: START + 3450 }));
         assert_eq!(*f.provider.calls.borrow(), ["fetch team", "fetch personal"]);
     }
 

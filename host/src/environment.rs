@@ -11,6 +11,8 @@ use keyhelper_core::config::{Config, StoreChoice};
 use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::installed::InstalledPlugins;
 use keyhelper_core::paths::Dirs;
+use keyhelper_core::resolve::SECRET_STORE_VAR;
+use keyhelper_core::sources::SourceFiles;
 
 use crate::broker::CredentialBroker;
 use crate::fetcher::CredentialFetcher;
@@ -23,27 +25,32 @@ pub struct Environment {
     pub dirs: Dirs,
     /// Known providers.
     pub catalog: ProviderCatalog,
+    /// Every file read to learn them and the configuration, for the fast
+    /// path's note.
+    pub sources: SourceFiles,
 }
 
 impl Environment {
     /// This user's environment; `config_override` replaces the config file's path.
     pub fn new(config_override: Option<PathBuf>) -> Result<Self, Failure> {
         let dirs = Dirs::locate(config_override)?;
-        let catalog = ProviderCatalog::load(&InstalledPlugins::new(dirs.plugins_dir()), &dirs.providers_dir)?;
-        Ok(Self { dirs, catalog })
+        let sources = SourceFiles::default();
+        let installed = InstalledPlugins::new(dirs.plugins_dir());
+        let catalog = ProviderCatalog::load(&installed, &dirs.providers_dir, &sources)?;
+        Ok(Self { dirs, catalog, sources })
     }
 
     /// Reads and checks the config file.
     pub fn config(&self) -> Result<Config, Failure> {
-        Config::load(&self.dirs.config_file, &self.catalog)
+        Config::load(&self.dirs.config_file, &self.catalog, &self.sources)
     }
 
     /// The secret store, its backend chosen by `KEYHELPER_SECRET_STORE` or,
     /// failing that, `[settings] secret_store`.
     pub fn store(&self, config: &Config) -> Result<SecretStore, Failure> {
-        let choice = match std::env::var("KEYHELPER_SECRET_STORE") {
+        let choice = match std::env::var(SECRET_STORE_VAR) {
             Ok(value) => StoreChoice::parse(&value).ok_or_else(|| {
-                Failure::new(ExitClass::Config, format!("KEYHELPER_SECRET_STORE is `{value}`"))
+                Failure::new(ExitClass::Config, format!("{SECRET_STORE_VAR} is `{value}`"))
                     .hint("set it to auto, keyring or file")
             })?,
             Err(_) => config.settings.secret_store,

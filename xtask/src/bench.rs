@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::shipped::ShippedBuild;
-use crate::workspace_root;
 
 /// One measured command: wall-time samples and the largest peak RSS seen.
 struct Sample {
@@ -249,34 +248,22 @@ fn evict_from_page_cache(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask build --release` of `selection`, as `build` says.
-fn build_release(selection: &[&str], build: &ShippedBuild) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--release", "--quiet"])
-        .args(selection)
-        .args(build.cargo_args())
-        .status()?;
-    if !status.success() {
-        bail!("building the release binaries failed");
-    }
-    Ok(())
-}
-
-/// `cargo xtask bench [--runs N]`.
+/// `cargo xtask bench [--runs N]`, or `cargo xtask bench session …`.
 pub fn bench(args: &[String]) -> Result<()> {
+    if let Some(("session", rest)) = args.split_first().map(|(first, rest)| (first.as_str(), rest)) {
+        return crate::session_bench::bench(rest);
+    }
     let runs: usize = match args {
         [flag, n] if flag == "--runs" => n.parse().context("--runs takes a number")?,
         [] => 100,
-        _ => bail!("bench takes only --runs N"),
+        _ => bail!("bench takes --runs N, or `session [--lifetimes N]`"),
     };
     crate::toolchain::ensure_wasm_target()?;
     let tools = crate::toolchain::ensure_python_tools()?;
     // keyhelper and a baseline built the same way, as keyhelper ships; and
     // the baseline as cargo builds it by default, for comparison.
     let shipped = ShippedBuild::for_host()?;
-    build_release(
+    crate::shipped::build_release(
         &[
             "-p",
             "keyhelper",
@@ -296,7 +283,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let keyhelper = shipped.bin_dir("release").join("keyhelper");
     let baseline = shipped.bin_dir("release").join("bench-baseline");
     let default_build = ShippedBuild::cargo_default();
-    build_release(&["-p", "xtask", "--bin", "bench-baseline"], &default_build)?;
+    crate::shipped::build_release(&["-p", "xtask", "--bin", "bench-baseline"], &default_build)?;
     let default_baseline = default_build.bin_dir("release").join("bench-baseline");
     let full = shipped.bin_dir("release").join("keyhelper-full");
     for executable in [&keyhelper, &full, &baseline, &default_baseline] {

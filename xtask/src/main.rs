@@ -6,7 +6,8 @@
 //!   clippy and every test (with ARGS, `cargo test -p keyhelper ARGS`).
 //! - `install`: installs the wasm target and the `keyhelper` executables.
 //! - `bench [--runs N]`: benchmarks of the release binary against baselines
-//!   measured in the same run.
+//!   measured in the same run; `bench session [--lifetimes N]`: a replayed
+//!   Claude-Code-like session across token renewals.
 //! - `check-artifacts`: the release `keyhelper` executable links no clap,
 //!   tokio or wasmtime and stays under 2 MiB; the plugin SDK packages with
 //!   its WIT (both also part of `test`).
@@ -18,6 +19,7 @@ mod bench;
 mod layers;
 mod plugins;
 mod proxy_bench;
+mod session_bench;
 mod shipped;
 mod toolchain;
 

@@ -75,3 +75,18 @@ pub fn run(command: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+/// `cargo build --release` of `selection`, as `build` says.
+pub fn build_release(selection: &[&str], build: &ShippedBuild) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--quiet"])
+        .args(selection)
+        .args(build.cargo_args())
+        .status()?;
+    if !status.success() {
+        bail!("building the release binaries failed");
+    }
+    Ok(())
+}

@@ -3,7 +3,6 @@
 //! crashed keyhelper never blocks the next one.
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,10 +27,7 @@ pub enum LockTimeout {
 impl EntryLock {
     /// Locks `path` (creating it 0600), polling for up to `timeout`.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<Self, LockTimeout> {
-        if let Some(dir) = path.parent() {
-            private_fs::ensure_dir(dir)?;
-        }
-        let file = File::options().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+        let file = private_fs::open_lock_file(path)?;
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);
         loop {

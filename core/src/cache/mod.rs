@@ -8,6 +8,7 @@
 
 mod entry;
 mod lock;
+mod renewal;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-pub use self::entry::CachedCredential;
+pub use self::entry::{CachedCredential, Freshness};
 pub use self::lock::{EntryLock, LockTimeout};
+use self::renewal::RenewalFiles;
+pub use self::renewal::{RenewalClaim, RenewalFailures};
 use crate::private_fs;
 use crate::sealed::SealingKey;
 
@@ -50,9 +53,17 @@ impl CredentialCache {
     }
 
     /// The entry of the credential `name`, served by `provider` with `options`
-    /// (defaults filled in): any change to them is another entry.
-    pub fn entry(&self, name: &str, provider: &str, options: &BTreeMap<String, String>) -> CacheEntry<'_> {
-        CacheEntry { cache: self, id: entry_id(name, provider, options) }
+    /// (defaults filled in) under the environment variables `env` that change
+    /// its answer (name and value of each that is set): any change to them
+    /// is another entry.
+    pub fn entry(
+        &self,
+        name: &str,
+        provider: &str,
+        options: &BTreeMap<String, String>,
+        env: &[(String, String)],
+    ) -> CacheEntry<'_> {
+        CacheEntry { cache: self, id: entry_id(name, provider, options, env) }
     }
 
     /// The entry with this id (see [`CacheEntry::id`]).
@@ -60,21 +71,26 @@ impl CredentialCache {
         CacheEntry { cache: self, id: id.to_string() }
     }
 
-    /// Every readable entry, for `status` and `list`.
-    pub fn entries(&self) -> Vec<CachedCredential> {
+    /// Every readable entry with what it holds, by credential name, for
+    /// `status` and `list`.
+    pub fn entries(&self) -> Vec<(CacheEntry<'_>, CachedCredential)> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        let mut entries: Vec<CachedCredential> = dir
+        let mut entries: Vec<(CacheEntry<'_>, CachedCredential)> = dir
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter_map(|name| name.strip_suffix(".entry").map(str::to_string))
-            .filter_map(|id| CacheEntry { cache: self, id }.read().ok().flatten())
+            .filter_map(|id| {
+                let entry = CacheEntry { cache: self, id };
+                let cached = entry.read().ok().flatten()?;
+                Some((entry, cached))
+            })
             .collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name));
         entries
     }
 
-    /// Removes the entries `matches` selects, and any unreadable entry;
-    /// returns how many. Lock files stay: removing one under a holder would
-    /// let a second holder in.
+    /// Removes the entries `matches` selects, and any unreadable entry, with
+    /// their renewal records; returns how many. Lock files stay: removing one
+    /// under a holder would let a second holder in.
     pub fn clear(&self, matches: impl Fn(&CachedCredential) -> bool) -> Result<usize, CacheError> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else { return Ok(0) };
         let mut removed = 0;
@@ -84,8 +100,10 @@ impl CredentialCache {
             else {
                 continue;
             };
-            if (CacheEntry { cache: self, id }).read().ok().flatten().is_none_or(|c| matches(&c)) {
+            let entry = CacheEntry { cache: self, id };
+            if entry.read().ok().flatten().is_none_or(|c| matches(&c)) {
                 std::fs::remove_file(file.path())?;
+                entry.renewal_files().clear_failures()?;
                 removed += 1;
             }
         }
@@ -94,7 +112,12 @@ impl CredentialCache {
 }
 
 /// The entry id: a hash of everything that selects the secret.
-fn entry_id(name: &str, provider: &str, options: &BTreeMap<String, String>) -> String {
+fn entry_id(
+    name: &str,
+    provider: &str,
+    options: &BTreeMap<String, String>,
+    env: &[(String, String)],
+) -> String {
     let mut hasher = Sha256::new();
     for part in ["keyhelper-cache-v1", name, provider] {
         hasher.update(part.as_bytes());
@@ -105,6 +128,16 @@ fn entry_id(name: &str, provider: &str, options: &BTreeMap<String, String>) -> S
         hasher.update([b'=']);
         hasher.update(value.as_bytes());
         hasher.update([0]);
+    }
+    // Without variables the id is what it was before they counted.
+    if !env.is_empty() {
+        hasher.update(b"\0env\0");
+        for (name, value) in env {
+            hasher.update(name.as_bytes());
+            hasher.update([b'=']);
+            hasher.update(value.as_bytes());
+            hasher.update([0]);
+        }
     }
     hex::encode(&hasher.finalize()[..16])
 }
@@ -156,5 +189,40 @@ impl CacheEntry<'_> {
     /// Takes the entry's lock, waiting at most `timeout` for another holder.
     pub fn lock(&self, timeout: Duration) -> Result<EntryLock, LockTimeout> {
         EntryLock::acquire(&self.cache.dir.join(format!("{}.lock", self.id)), timeout)
+    }
+
+    fn renewal_files(&self) -> RenewalFiles {
+        RenewalFiles {
+            record: self.cache.dir.join(format!("{}.renewal", self.id)),
+            claim: self.cache.dir.join(format!("{}.renew", self.id)),
+        }
+    }
+
+    /// Claims the entry's background renewal, without waiting: `None` when
+    /// another process holds the claim.
+    pub fn try_claim_renewal(&self) -> std::io::Result<Option<RenewalClaim>> {
+        self.renewal_files().try_claim()
+    }
+
+    /// The renewal failures since the last success, if any.
+    pub fn renewal_failures(&self) -> Option<RenewalFailures> {
+        self.renewal_files().read_failures()
+    }
+
+    /// Records a failed renewal at `now`; returns the record, with when to try again.
+    pub fn record_renewal_failure(&self, reason: &str, now: i64) -> RenewalFailures {
+        let files = self.renewal_files();
+        let failures = RenewalFailures::after(files.read_failures().as_ref(), reason, now);
+        if let Err(e) = files.write_failures(&failures) {
+            tracing::warn!("could not record the failed renewal of cache entry {}: {e}", self.id);
+        }
+        failures
+    }
+
+    /// Forgets past failures after a successful renewal.
+    pub fn clear_renewal_failures(&self) {
+        if let Err(e) = self.renewal_files().clear_failures() {
+            tracing::warn!("could not clear the renewal failures of cache entry {}: {e}", self.id);
+        }
     }
 }

@@ -50,8 +50,15 @@ pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
         && !args.no_cache
         && let Some(cache) = broker.cache()
     {
-        let refresh_before = served.source.refresh_before(&config.settings);
-        fast_get::remember(&env.dirs, &args.name, served.source.cache_entry(cache).id(), refresh_before);
+        let entry = served.source.cache_entry(cache);
+        let remembered = fast_get::Remembered {
+            entry_id: entry.id(),
+            refresh_before: served.source.refresh_before(&config.settings),
+            refresh: served.source.refresh_mode(&config.settings),
+            sources: env.sources.lines(),
+            env: &served.source.answer_env(),
+        };
+        fast_get::remember(&env.dirs, &args.name, &remembered);
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use keyhelper_core::clock::unix_now;
 use keyhelper_core::failure::Failure;
 
-use super::status::describe_expiry;
+use super::status::{describe_expiry, describe_renewal};
 use crate::environment::Environment;
 use crate::store::SecretId;
 
@@ -12,7 +12,8 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
     let config = env.config()?;
     let store = env.store(&config)?;
     let stored = store.list()?;
-    let cached = env.cache().map(|cache| cache.entries()).unwrap_or_default();
+    let cache = env.cache();
+    let cached = cache.as_ref().map(|cache| cache.entries()).unwrap_or_default();
     let now = unix_now();
     let is_stored = |provider: &str, connection: &str| {
         stored.iter().find(|(id, _)| *id == SecretId::new(provider, connection)).map(|(_, backend)| *backend)
@@ -37,8 +38,12 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
         } else {
             format!("from the {} tool", manifest.display_name)
         };
-        let state = match cached.iter().find(|entry| entry.name == *name) {
-            Some(entry) => format!("{state}; cached, {}", describe_expiry(entry, now)),
+        let state = match cached.iter().find(|(_, cached)| cached.name == *name) {
+            Some((entry, cached)) => format!(
+                "{state}; cached, {}{}",
+                describe_expiry(cached, now),
+                describe_renewal(entry.renewal_failures().as_ref(), now)
+            ),
             None => state,
         };
         out.push_str(&format!("{name:<24} {:<22} {state}\n", credential.provider));

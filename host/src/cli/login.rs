@@ -155,6 +155,7 @@ fn credential_for_connection<'a>(
         options: manifest.options_with_defaults(&options),
         cache_ttl: None,
         refresh_before: None,
+        refresh: None,
         fallback: Vec::new(),
     }
 }

@@ -12,6 +12,7 @@ mod login;
 mod plugin;
 mod providers;
 mod proxy;
+mod renew;
 mod run;
 mod secret_env;
 mod status;
@@ -82,6 +83,9 @@ pub enum Command {
     Cache(cache::CacheCommand),
     /// Show where keyhelper keeps things and which secret store is in use.
     Status,
+    /// Renew one cached credential (started, detached, by `get` when it is due).
+    #[command(name = "renew-in-background", hide = true)]
+    RenewInBackground(renew::RenewArgs),
 }
 
 /// Runs the complete keyhelper with the process's arguments; returns its exit
@@ -123,6 +127,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Export(args) => done(export::run(&env, &args)),
         Command::GitCredential(args) => done(git_credential::run(&env, &args)),
         Command::DockerCredential { action } => Ok(docker::run(&env, &action)),
+        Command::RenewInBackground(args) => done(renew::run(&env, &args)),
     }
 }
 
@@ -148,4 +153,21 @@ fn usage_error(error: clap::Error) -> ExitCode {
     let failure = Failure::new(ExitClass::Usage, message).hint("see `keyhelper --help`");
     eprintln!("keyhelper: error: {failure}");
     ExitCode::from(ExitClass::Usage.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_renewer_command_is_the_one_background_renewals_start() {
+        let cli = Cli::try_parse_from([
+            "keyhelper",
+            keyhelper_core::background::RENEW_COMMAND,
+            "work",
+            "--entry",
+            "ab",
+        ]);
+        assert!(matches!(cli.map(|c| c.command), Ok(Command::RenewInBackground(_))));
+    }
 }

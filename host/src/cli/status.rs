@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use keyhelper_core::cache::CachedCredential;
+use keyhelper_core::cache::{CachedCredential, RenewalFailures};
 use keyhelper_core::clock::unix_now;
 use keyhelper_core::duration;
 use keyhelper_core::failure::Failure;
@@ -23,6 +23,23 @@ pub fn describe_expiry(entry: &CachedCredential, now: i64) -> String {
     }
 }
 
+/// "; renewal failed 2m ago (reason); next try in 30s", or nothing.
+pub fn describe_renewal(failures: Option<&RenewalFailures>, now: i64) -> String {
+    let Some(failures) = failures else { return String::new() };
+    let ago = duration::format(Duration::from_secs((now - failures.last_at).max(0).unsigned_abs()));
+    let next = if failures.backing_off(now) {
+        format!(
+            "next try in {}",
+            duration::format(Duration::from_secs((failures.next_try_at - now).unsigned_abs()))
+        )
+    } else {
+        "next try when it is asked for".to_string()
+    };
+    let times =
+        if failures.count > 1 { format!(" ({} times in a row)", failures.count) } else { String::new() };
+    format!("; renewal failed {ago} ago{times}: {}; {next}", failures.reason)
+}
+
 /// Runs `status`.
 pub fn run(env: &Environment) -> Result<(), Failure> {
     let config = env.config()?;
@@ -38,15 +55,17 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
     out.push_str(&format!("secret store:    {backend}: {} ({why})\n", store.describe(backend)));
     out.push_str(&format!("stored secrets:  {}\n", stored.len()));
     out.push_str(&format!("plugin cache:    {}\n", env.dirs.artifact_dir().display()));
-    let entries = env.cache().map(|cache| cache.entries()).unwrap_or_default();
+    let cache = env.cache();
+    let entries = cache.as_ref().map(|cache| cache.entries()).unwrap_or_default();
     out.push_str(&format!("cached secrets:  {}\n", entries.len()));
     let now = unix_now();
-    for entry in &entries {
+    for (entry, cached) in &entries {
         out.push_str(&format!(
-            "  {:<22} {:<20} {}\n",
-            entry.name,
-            entry.provider,
-            describe_expiry(entry, now)
+            "  {:<22} {:<20} {}{}\n",
+            cached.name,
+            cached.provider,
+            describe_expiry(cached, now),
+            describe_renewal(entry.renewal_failures().as_ref(), now)
         ));
     }
     print!("{out}");

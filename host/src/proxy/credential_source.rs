@@ -1,25 +1,29 @@
 //! The secret the proxy puts on requests. A thread of its own owns the
 //! configuration and one credential broker for the proxy's lifetime (its
-//! cache, plugins and locks are synchronous); requests ask it only when the
-//! copy held in memory is due for renewal, so most requests cost a mutex lock.
+//! cache, plugins and locks are synchronous). Requests use the copy held in
+//! memory; once it is due they ask the thread to look again without waiting
+//! for it, and renewals run on that thread after the answer is in memory. A
+//! request waits only when there is no copy yet, the copy is past its floor
+//! (the last half of its refresh window), or the upstream refused it.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::header::{HeaderName, HeaderValue};
-use keyhelper_core::clock::unix_now;
-use keyhelper_core::config::Settings;
+use keyhelper_core::cache::{CacheEntry, RenewalClaim};
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
-use keyhelper_core::resolve::resolve;
+use keyhelper_core::resolve::{ResolvedCredential, resolve};
 use tokio::sync::oneshot;
 
 use super::ProxyOptions;
-use crate::broker::{CredentialBroker, GetOptions};
+use crate::broker::{BackgroundRenewal, CredentialBroker, GetOptions, Served};
 use crate::environment::Environment;
 
-/// How long the in-memory copy is used before asking the cache again, at most
-/// (so a rotation by another keyhelper is picked up).
+/// How long the in-memory copy is used before the cache is looked at again,
+/// at most (so a rotation by another keyhelper is picked up).
 const MEMO_LIMIT: Duration = Duration::from_secs(30);
 
 /// The header to send upstream, and the secret in it.
@@ -35,19 +39,33 @@ pub struct Authorization {
     pub extra: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// The copy in memory and when to look again.
 struct Memo {
     authorization: Authorization,
-    until: Instant,
+    /// From then on, look again in the background.
+    look_again: Instant,
+    /// From then on, a request waits for a fresh copy.
+    floor: Instant,
 }
 
-struct Job {
-    rejected: Option<Secret>,
-    reply: oneshot::Sender<Result<(Authorization, Duration), Failure>>,
+/// What the requests and the credential thread share.
+#[derive(Default)]
+struct Shared {
+    memo: Mutex<Option<Memo>>,
+    /// Whether a background look is queued or running.
+    looking: AtomicBool,
+}
+
+enum Job {
+    /// A request waits for the answer.
+    Ask { rejected: Option<Secret>, reply: oneshot::Sender<Result<Authorization, Failure>> },
+    /// Nobody waits: update the copy in memory, renewing if due.
+    LookAgain,
 }
 
 /// Hands out the current credential header.
 pub struct CredentialSource {
-    memo: Mutex<Option<Memo>>,
+    shared: Arc<Shared>,
     jobs: std::sync::mpsc::Sender<Job>,
 }
 
@@ -58,6 +76,8 @@ impl CredentialSource {
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let (ready, started) = std::sync::mpsc::sync_channel::<Result<(), Failure>>(1);
         let options = options.clone();
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("keyhelper-credentials".into())
             .spawn(move || {
@@ -65,39 +85,51 @@ impl CredentialSource {
                     Ok(config) => config,
                     Err(failure) => return drop(ready.send(Err(failure))),
                 };
+                let renewals = DeferredRenewals::default();
                 let broker = match resolve(&options.credential, &config, &env.catalog)
                     .and_then(|_| env.broker(&config))
                 {
-                    Ok(broker) => broker,
+                    Ok(broker) => broker.with_renewal(&renewals),
                     Err(failure) => return drop(ready.send(Err(failure))),
                 };
                 let _ = ready.send(Ok(()));
+                let worker = Worker { broker, options, shared: thread_shared, renewals: &renewals };
                 for job in queue {
-                    let answer = authorize(&broker, &config.settings, &options, job.rejected.as_ref());
-                    let _ = job.reply.send(answer);
+                    worker.run(job);
                 }
             })
             .map_err(|e| {
                 Failure::new(ExitClass::Internal, format!("cannot start the credential thread: {e}"))
             })?;
         started.recv().map_err(|_| Failure::new(ExitClass::Internal, "the credential thread stopped"))??;
-        Ok(Self { memo: Mutex::new(None), jobs })
+        Ok(Self { shared, jobs })
     }
 
-    /// The current header, renewed when due.
+    /// The current header: the copy in memory while it is above its floor
+    /// (asking for a new look in the background once it is due), else a
+    /// fresh one.
     pub async fn current(&self) -> Result<Authorization, Failure> {
-        if let Some(memo) = self.memo.lock().expect("memo lock").as_ref().filter(|m| Instant::now() < m.until)
-        {
-            return Ok(memo.authorization.clone());
+        let now = Instant::now();
+        let held = {
+            let memo = self.shared.memo.lock().expect("memo lock");
+            memo.as_ref().filter(|m| now < m.floor).map(|m| (m.authorization.clone(), now >= m.look_again))
+        };
+        match held {
+            Some((authorization, due)) => {
+                if due && !self.shared.looking.swap(true, Ordering::SeqCst) {
+                    let _ = self.jobs.send(Job::LookAgain);
+                }
+                Ok(authorization)
+            }
+            None => self.ask(None).await,
         }
-        self.ask(None).await
     }
 
     /// A new header after the upstream rejected `rejected`: the cached copy of
     /// that secret is dropped and the credential fetched again (unless another
     /// request already did).
     pub async fn renew_after_rejection(&self, rejected: &Secret) -> Result<Authorization, Failure> {
-        let current = self.memo.lock().expect("memo lock").as_ref().map(|m| m.authorization.clone());
+        let current = self.shared.memo.lock().expect("memo lock").as_ref().map(|m| m.authorization.clone());
         if let Some(current) = current.filter(|a| a.secret != *rejected) {
             return Ok(current);
         }
@@ -107,29 +139,84 @@ impl CredentialSource {
     async fn ask(&self, rejected: Option<Secret>) -> Result<Authorization, Failure> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { rejected, reply })
+            .send(Job::Ask { rejected, reply })
             .map_err(|_| Failure::new(ExitClass::Internal, "the credential thread stopped"))?;
-        let (authorization, memo_for) = answer
-            .await
-            .map_err(|_| Failure::new(ExitClass::Internal, "the credential thread stopped"))??;
-        *self.memo.lock().expect("memo lock") =
-            Some(Memo { authorization: authorization.clone(), until: Instant::now() + memo_for });
+        answer.await.map_err(|_| Failure::new(ExitClass::Internal, "the credential thread stopped"))?
+    }
+}
+
+/// Background renewals the broker asked for, run by the credential thread
+/// once the answer that asked is in memory. Each holds the entry's renewal
+/// claim, so no other keyhelper renews it meanwhile.
+#[derive(Default)]
+struct DeferredRenewals(RefCell<Vec<(String, String, RenewalClaim)>>);
+
+impl BackgroundRenewal for DeferredRenewals {
+    fn start(&self, credential: &ResolvedCredential<'_>, entry: &CacheEntry<'_>, now: i64) {
+        if entry.renewal_failures().is_some_and(|f| f.backing_off(now)) {
+            return;
+        }
+        if let Ok(Some(claim)) = entry.try_claim_renewal() {
+            self.0.borrow_mut().push((credential.name.clone(), entry.id().to_string(), claim));
+        }
+    }
+}
+
+/// The credential thread's state.
+struct Worker<'a> {
+    broker: CredentialBroker<'a>,
+    options: ProxyOptions,
+    shared: Arc<Shared>,
+    renewals: &'a DeferredRenewals,
+}
+
+impl Worker<'_> {
+    fn run(&self, job: Job) {
+        match job {
+            Job::Ask { rejected, reply } => {
+                if let Some(rejected) = &rejected {
+                    self.broker.forget_rejected(&self.options.credential, rejected);
+                }
+                let _ = reply.send(self.look());
+            }
+            Job::LookAgain => {
+                let _ = self.look();
+                self.shared.looking.store(false, Ordering::SeqCst);
+            }
+        }
+        let due: Vec<_> = self.renewals.0.borrow_mut().drain(..).collect();
+        for (name, entry, _claim) in due {
+            match self.broker.renew(&name, &entry) {
+                Ok(()) => {
+                    let _ = self.look();
+                }
+                Err(failure) => eprintln!("keyhelper: renewing '{name}' failed: {failure}"),
+            }
+        }
+    }
+
+    /// Gets the credential through the broker and keeps its header in memory.
+    fn look(&self) -> Result<Authorization, Failure> {
+        let served = self.broker.get(&self.options.credential, GetOptions::default())?;
+        let authorization = authorization(&served, &self.options)?;
+        let now = Instant::now();
+        let at = |unix: i64| {
+            let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+            now + when.duration_since(SystemTime::now()).unwrap_or_default()
+        };
+        let (look_again, floor) = match served.timing {
+            Some(timing) => (at(timing.renew_from).min(now + MEMO_LIMIT), at(timing.floor)),
+            // Not cached: look again soon, and never serve it for long.
+            None => (now + MEMO_LIMIT, now + MEMO_LIMIT),
+        };
+        *self.shared.memo.lock().expect("memo lock") =
+            Some(Memo { authorization: authorization.clone(), look_again, floor });
         Ok(authorization)
     }
 }
 
-/// On the credential thread: gets the credential through the broker (after
-/// dropping a rejected cached copy) and builds its header.
-fn authorize(
-    broker: &CredentialBroker<'_>,
-    settings: &Settings,
-    options: &ProxyOptions,
-    rejected: Option<&Secret>,
-) -> Result<(Authorization, Duration), Failure> {
-    if let Some(rejected) = rejected {
-        broker.forget_rejected(&options.credential, rejected);
-    }
-    let served = broker.get(&options.credential, GetOptions::default())?;
+/// The header (name, prefix and secret) for a served credential.
+fn authorization(served: &Served<'_>, options: &ProxyOptions) -> Result<Authorization, Failure> {
     let conventions = &served.source.manifest.conventions;
     let name = options
         .header
@@ -147,10 +234,10 @@ fn authorize(
             Some((HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?))
         })
         .collect();
-    let secret = served.credential.secret;
+    let secret = served.credential.secret.clone();
     let invalid =
         |what: &str| Failure::new(ExitClass::Usage, format!("cannot build the upstream {what} header"));
-    let authorization = Authorization {
+    Ok(Authorization {
         name: HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid("name of the"))?,
         value: {
             let mut value = HeaderValue::from_str(&format!("{prefix}{}", secret.expose()))
@@ -160,14 +247,5 @@ fn authorize(
         },
         secret,
         extra,
-    };
-    let refresh_before = served.source.refresh_before(settings);
-    let memo_for = match served.credential.expires_at {
-        Some(expires_at) => {
-            let left = u64::try_from(expires_at - unix_now()).unwrap_or(0);
-            Duration::from_secs(left).saturating_sub(refresh_before).min(MEMO_LIMIT)
-        }
-        None => MEMO_LIMIT,
-    };
-    Ok((authorization, memo_for))
+    })
 }

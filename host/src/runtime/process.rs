@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use keyhelper_core::platform;
 use wait_timeout::ChildExt;
 
 /// How long a child may run and how much it may print.
@@ -87,7 +88,8 @@ pub fn run(
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v);
     let executable =
         find_on_path(program, path_var).ok_or_else(|| ProcessError::NotInstalled(program.into()))?;
-    let mut child = Command::new(&executable)
+    let mut command = Command::new(&executable);
+    command
         .arg0(program)
         .args(args)
         .env_clear()
@@ -96,9 +98,10 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // A group of its own, so a timeout kills whatever it started too.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| ProcessError::Spawn { program: program.into(), source })?;
+        .process_group(0);
+    platform::die_with_parent(&mut command);
+    let mut child =
+        command.spawn().map_err(|source| ProcessError::Spawn { program: program.into(), source })?;
 
     let feeder = stdin.map(|bytes| {
         let mut pipe = child.stdin.take().expect("stdin was piped");

@@ -1,0 +1,98 @@
+//! Unix: the renewer runs in a session of its own, as a grandchild that its
+//! starter does not wait for, and inherits the renewal claim (an open file
+//! description holding a `flock`) as a descriptor named in an environment
+//! variable.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Starts `program args…` detached: stdio closed, its own session (so signals
+/// to the caller's process group or terminal never reach it), reparented to
+/// init at once (the intermediate child exits immediately and is reaped
+/// here), inheriting `claim`, whose descriptor `claim_var` names. Returns
+/// once the program has been executed.
+pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: &File, claim_var: &str) -> std::io::Result<()> {
+    // A duplicate is numbered 3 or above, clear of the stdio descriptors the
+    // child's are set up on; it closes here when this function returns.
+    let inherited = claim.try_clone()?;
+    let fd = inherited.as_raw_fd();
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env(claim_var, fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec the closure calls only async-signal-safe
+    // functions (setsid, fork, _exit, fcntl) and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            match libc::fork() {
+                -1 => return Err(std::io::Error::last_os_error()),
+                0 => {}
+                _ => libc::_exit(0),
+            }
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut intermediate = command.spawn()?;
+    intermediate.wait()?;
+    Ok(())
+}
+
+/// The claim a renewer inherited, if `claim_var` names a descriptor. It is
+/// made close-on-exec again, so the programs the renewer runs do not hold it.
+pub fn claim_from_environment(claim_var: &str) -> Option<File> {
+    let fd: i32 = std::env::var(claim_var).ok()?.parse().ok()?;
+    if fd <= 2 {
+        return None;
+    }
+    // SAFETY: fcntl on a descriptor number has no memory-safety preconditions;
+    // it fails harmlessly if the descriptor is not open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (fcntl succeeded); the process that
+    // started us opened it and named it in this variable for us to own, and
+    // nothing else in this process uses it.
+    Some(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Makes the child `command` starts die (SIGKILL) when the thread that
+/// started it exits, as it does when keyhelper is killed, on Linux; a no-op
+/// elsewhere. A provider's command must not outlive the keyhelper that
+/// waits for it.
+pub fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: between fork and exec the closure calls only
+        // async-signal-safe functions (prctl, getppid, _exit).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the request was in place.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
