@@ -14,7 +14,7 @@ use keyhelper_core::manifest::ProviderManifest;
 use keyhelper_host::runtime::capability::CapabilityGrant;
 use keyhelper_host::runtime::outcome::{FailureKind, Verdict};
 use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use keyhelper_host::runtime::{CallRequest, PluginError, PluginRuntime, PluginSource};
+use keyhelper_host::runtime::{CallRequest, IntegrityCheck, PluginError, PluginRuntime, PluginSource};
 use support::{Home, stderr, stdout};
 
 struct NoSecrets;
@@ -50,8 +50,14 @@ fn a_plugin_built_against_0_1_0_runs_every_function_in_a_0_2_0_host() {
     let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
     let wasm = support::fixture_wasm("legacy-v0_1_0");
     let sha256 = support::sha256_hex(&wasm);
-    let legacy =
-        runtime.load(&PluginSource { name: "legacy", wasm: Cow::Owned(wasm), sha256: &sha256 }).unwrap();
+    let legacy = runtime
+        .load(&PluginSource {
+            name: "legacy",
+            wasm: Cow::Owned(wasm),
+            sha256: &sha256,
+            check: IntegrityCheck::EveryLoad,
+        })
+        .unwrap();
     assert_eq!(legacy.api_version(), "0.1.0");
 
     let info = legacy.describe(context()).unwrap();
@@ -75,8 +81,14 @@ fn a_plugin_built_against_0_1_0_runs_every_function_in_a_0_2_0_host() {
     // The SDK builds against the latest contract.
     let hostile = support::fixture_wasm("hostile");
     let sha256 = support::sha256_hex(&hostile);
-    let current =
-        runtime.load(&PluginSource { name: "hostile", wasm: Cow::Owned(hostile), sha256: &sha256 }).unwrap();
+    let current = runtime
+        .load(&PluginSource {
+            name: "hostile",
+            wasm: Cow::Owned(hostile),
+            sha256: &sha256,
+            check: IntegrityCheck::EveryLoad,
+        })
+        .unwrap();
     assert_eq!(current.api_version(), "0.2.0");
 }
 

@@ -20,7 +20,9 @@ use keyhelper_core::manifest::ProviderManifest;
 use keyhelper_host::runtime::capability::CapabilityGrant;
 use keyhelper_host::runtime::outcome::FailureKind;
 use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use keyhelper_host::runtime::{CallRequest, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
+use keyhelper_host::runtime::{
+    CallRequest, IntegrityCheck, LoadedPlugin, PluginError, PluginRuntime, PluginSource,
+};
 use sha2::{Digest, Sha256};
 
 const STORED_SECRET: &str = "sk-stored-secret-0123456789";
@@ -54,7 +56,12 @@ fn fixture() -> &'static Fixture {
 
 fn load(runtime: &PluginRuntime, name: &str, wasm: &[u8]) -> Result<LoadedPlugin, PluginError> {
     let sha256 = hex::encode(Sha256::digest(wasm));
-    runtime.load(&PluginSource { name, wasm: Cow::Borrowed(wasm), sha256: &sha256 })
+    runtime.load(&PluginSource {
+        name,
+        wasm: Cow::Borrowed(wasm),
+        sha256: &sha256,
+        check: IntegrityCheck::EveryLoad,
+    })
 }
 
 fn test_limits() -> Limits {
@@ -267,8 +274,38 @@ fn bytes_that_do_not_match_the_pinned_hash_are_refused() {
     let mut altered = wasm.clone();
     let middle = altered.len() / 2;
     altered[middle] ^= 0xff;
-    let source = PluginSource { name: "hostile", wasm: Cow::Owned(altered), sha256: &pinned };
+    let source = PluginSource {
+        name: "hostile",
+        wasm: Cow::Owned(altered),
+        sha256: &pinned,
+        check: IntegrityCheck::EveryLoad,
+    };
     let err = fixture().runtime.load(&source).err().unwrap();
     assert!(matches!(err, PluginError::Integrity { .. }), "{err:?}");
     assert!(err.to_string().contains("failed its integrity check"), "{err}");
+}
+
+#[test]
+fn embedded_bytes_are_checked_before_compiling_and_altered_ones_never_run() {
+    let wasm = support::fixture_wasm("hostile");
+    let pinned = hex::encode(Sha256::digest(&wasm));
+    let mut altered = wasm.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0xff;
+    let embedded = |bytes: &[u8]| PluginSource {
+        name: "hostile",
+        wasm: Cow::Owned(bytes.to_vec()),
+        sha256: &pinned,
+        check: IntegrityCheck::BeforeCompiling,
+    };
+    // No artifact yet: the altered bytes are checked, and refused.
+    let artifacts = support::TempDir::new("embedded-artifacts");
+    let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+    let err = runtime.load(&embedded(&altered)).err().unwrap();
+    assert!(matches!(err, PluginError::Integrity { .. }), "{err:?}");
+    // Compiled once from the right bytes, the artifact serves, whatever the bytes now hold.
+    runtime.load(&embedded(&wasm)).unwrap();
+    let fresh = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+    let plugin = fresh.load(&embedded(&altered)).expect("the artifact compiled from checked bytes");
+    assert_eq!(plugin.api_version(), "0.2.0");
 }

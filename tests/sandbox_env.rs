@@ -11,7 +11,7 @@ use keyhelper_core::credential::Secret;
 use keyhelper_core::manifest::ProviderManifest;
 use keyhelper_host::runtime::capability::CapabilityGrant;
 use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use keyhelper_host::runtime::{CallRequest, PluginError, PluginRuntime, PluginSource};
+use keyhelper_host::runtime::{CallRequest, IntegrityCheck, PluginError, PluginRuntime, PluginSource};
 use sha2::{Digest, Sha256};
 
 struct NoSecrets;
@@ -35,8 +35,14 @@ fn plugins_and_their_programs_see_only_declared_variables() {
     let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
     let wasm = support::fixture_wasm("hostile");
     let sha256 = hex::encode(Sha256::digest(&wasm));
-    let plugin =
-        runtime.load(&PluginSource { name: "hostile", wasm: Cow::Owned(wasm), sha256: &sha256 }).unwrap();
+    let plugin = runtime
+        .load(&PluginSource {
+            name: "hostile",
+            wasm: Cow::Owned(wasm),
+            sha256: &sha256,
+            check: IntegrityCheck::EveryLoad,
+        })
+        .unwrap();
     let text =
         std::fs::read_to_string(support::repo_root().join("tests/fixtures/hostile/plugin.toml")).unwrap();
     let manifest = ProviderManifest::parse(&text).unwrap();

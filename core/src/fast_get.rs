@@ -28,7 +28,7 @@ use crate::failure::ExitClass;
 use crate::invocation;
 use crate::output::{self, Conventions, Format};
 use crate::paths::Dirs;
-use crate::private_fs;
+use crate::private_fs::{self, Durability};
 use crate::sources;
 
 const NOTE_VERSION: &str = "keyhelper fast-get note v2";
@@ -113,7 +113,8 @@ pub fn remember(dirs: &Dirs, name: &str, what: &Remembered<'_>) {
     if std::fs::read_to_string(note_path(dirs, name)).is_ok_and(|old| old == note) {
         return;
     }
-    if let Err(e) = private_fs::write_atomic(&note_path(dirs, name), note.as_bytes()) {
+    if let Err(e) = private_fs::write_atomic(&note_path(dirs, name), note.as_bytes(), Durability::Disposable)
+    {
         tracing::debug!("could not write the fast-path note for '{name}': {e}");
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::Capabilities;
-use crate::private_fs;
+use crate::private_fs::{self, Durability};
 use crate::sources::SourceFiles;
 
 /// What was installed, from where, and what the user granted.
@@ -94,10 +94,14 @@ impl InstalledPlugins {
         private_fs::ensure_dir(&self.dir)?;
         // A private directory of its own, removed if anything below fails.
         let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&self.dir)?;
-        private_fs::write_atomic(&staging.path().join("plugin.wasm"), wasm)?;
-        private_fs::write_atomic(&staging.path().join("manifest.toml"), manifest.as_bytes())?;
+        private_fs::write_atomic(&staging.path().join("plugin.wasm"), wasm, Durability::Durable)?;
+        private_fs::write_atomic(
+            &staging.path().join("manifest.toml"),
+            manifest.as_bytes(),
+            Durability::Durable,
+        )?;
         let json = serde_json::to_vec_pretty(record).expect("a record serializes");
-        private_fs::write_atomic(&staging.path().join("record.json"), &json)?;
+        private_fs::write_atomic(&staging.path().join("record.json"), &json, Durability::Durable)?;
         let target = self.dir.join(&record.name);
         let old = self.dir.join(format!(".old-{}-{}", record.name, std::process::id()));
         if target.exists() {

@@ -20,21 +20,35 @@ pub fn open_lock_file(path: &Path) -> std::io::Result<fs::File> {
     fs::File::options().create(true).truncate(false).write(true).mode(0o600).open(path)
 }
 
-/// Replaces `path` with `bytes` atomically and durably: a reader sees the old
-/// content or the new, never a mix, and after a crash the new content or the
-/// old. The file is 0600 and its directory 0700.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// What a replaced file must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash leaves the new content or the old: the file and its directory
+    /// are synced. For what cannot be had again: secrets, keys, records.
+    Durable,
+    /// A crash may lose the new content, never tear it. For caches, where a
+    /// lost file is a miss and a sync would cost milliseconds on every fetch.
+    Disposable,
+}
+
+/// Replaces `path` with `bytes` atomically: a reader sees the old content or
+/// the new, never a mix; `durability` says what a crash may do. The file is
+/// 0600 and its directory 0700.
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
     let dir = parent(path)?;
-    let file = written_temp_file(dir, bytes)?;
+    let file = written_temp_file(dir, bytes, durability)?;
     file.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    match durability {
+        Durability::Durable => sync_dir(dir),
+        Durability::Disposable => Ok(()),
+    }
 }
 
 /// Creates `path` with `bytes` only if it does not exist yet (0600, directory
 /// 0700). Losing a race to another creator is not an error: the file exists.
 pub fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = parent(path)?;
-    let file = written_temp_file(dir, bytes)?;
+    let file = written_temp_file(dir, bytes, Durability::Durable)?;
     // A complete file appears at once or not at all.
     match file.persist_noclobber(path) {
         Ok(_) => sync_dir(dir),
@@ -48,12 +62,19 @@ fn parent(path: &Path) -> std::io::Result<&Path> {
 }
 
 /// A temporary file in `dir` (0600, made 0700 first) holding `bytes`, synced
-/// to disk; removed if it is dropped before it is persisted.
-fn written_temp_file(dir: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+/// to disk when it must be durable; removed if it is dropped before it is
+/// persisted.
+fn written_temp_file(
+    dir: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> std::io::Result<tempfile::NamedTempFile> {
     ensure_dir(dir)?;
     let mut file = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     file.write_all(bytes)?;
-    file.as_file().sync_all()?;
+    if durability == Durability::Durable {
+        file.as_file().sync_all()?;
+    }
     Ok(file)
 }
 
@@ -79,8 +100,8 @@ mod tests {
     fn writes_private_files_in_private_dirs() {
         let base = tempfile::tempdir().unwrap();
         let path = base.path().join("a/b/file");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
+        write_atomic(&path, b"one", Durability::Durable).unwrap();
+        write_atomic(&path, b"two", Durability::Disposable).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);

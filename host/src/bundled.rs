@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::runtime::PluginSource;
+use crate::runtime::{IntegrityCheck, PluginSource};
 
 /// A plugin embedded in the binary.
 #[derive(Debug)]
@@ -27,7 +27,12 @@ pub fn find(name: &str) -> Option<&'static BundledPlugin> {
 impl BundledPlugin {
     /// The plugin as a source to load, pinned to its build-time hash.
     pub fn source(&self) -> PluginSource<'static> {
-        PluginSource { name: self.name, wasm: Cow::Borrowed(self.wasm), sha256: self.sha256 }
+        PluginSource {
+            name: self.name,
+            wasm: Cow::Borrowed(self.wasm),
+            sha256: self.sha256,
+            check: IntegrityCheck::BeforeCompiling,
+        }
     }
 }
 

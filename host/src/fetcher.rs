@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use keyhelper_core::credential::{Credential, Secret};
 use keyhelper_core::failure::{ExitClass, Failure};
@@ -16,7 +17,7 @@ use crate::bundled;
 use crate::runtime::capability::CapabilityGrant;
 use crate::runtime::outcome::Validation;
 use crate::runtime::sandbox::{CallContext, Limits, StoredSecrets};
-use crate::runtime::{CallRequest, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
+use crate::runtime::{CallRequest, IntegrityCheck, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
 
 /// Where fresh credentials come from: the provider's plugin, in the product
 /// ([`CredentialFetcher`]), a script in the broker's tests.
@@ -64,16 +65,22 @@ impl CredentialFetcher {
         if let Some(runtime) = self.runtime.get() {
             return Ok(runtime);
         }
+        let started = Instant::now();
         let runtime = PluginRuntime::new(self.dirs.artifact_dir()).map_err(|e| {
             Failure::new(ExitClass::Internal, format!("cannot start the plugin runtime: {e:#}"))
         })?;
+        tracing::debug!("plugin runtime ready in {:?}", started.elapsed());
         Ok(self.runtime.get_or_init(|| runtime))
     }
 
     fn load(&self, credential: &ResolvedCredential<'_>) -> Result<LoadedPlugin, Failure> {
         let name = &credential.manifest.plugin;
         if let Some(plugin) = bundled::find(name) {
-            return Ok(self.runtime()?.load(&plugin.source())?);
+            let runtime = self.runtime()?;
+            let started = Instant::now();
+            let loaded = runtime.load(&plugin.source())?;
+            tracing::debug!("loaded plugin '{name}' in {:?}", started.elapsed());
+            return Ok(loaded);
         }
         let installed = InstalledPlugins::new(self.dirs.plugins_dir()).get(name).ok_or_else(|| {
             Failure::new(
@@ -89,7 +96,12 @@ impl CredentialFetcher {
             Failure::new(ExitClass::Plugin, format!("cannot read plugin '{name}': {e}"))
                 .hint("reinstall it with `keyhelper plugin install`")
         })?;
-        let source = PluginSource { name, wasm: Cow::Owned(wasm), sha256: &installed.record.sha256 };
+        let source = PluginSource {
+            name,
+            wasm: Cow::Owned(wasm),
+            sha256: &installed.record.sha256,
+            check: IntegrityCheck::EveryLoad,
+        };
         self.runtime()?.load(&source).map_err(|e| match e {
             e @ PluginError::Integrity { .. } => Failure::from(e)
                 .hint(format!("plugin '{name}' changed since it was installed; review and reinstall it with `keyhelper plugin install`")),
@@ -122,9 +134,12 @@ impl Fetcher for CredentialFetcher {
     fn fetch(&self, credential: &ResolvedCredential<'_>) -> Result<Credential, Failure> {
         tracing::debug!("fetching '{}' from provider '{}'", credential.name, credential.manifest.name);
         let plugin = self.load(credential)?;
-        plugin
+        let started = Instant::now();
+        let fetched = plugin
             .fetch(self.context(credential), &self.request(credential))
-            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
+            .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)));
+        tracing::debug!("provider '{}' answered in {:?}", credential.manifest.name, started.elapsed());
+        fetched
     }
 
     fn refresh(

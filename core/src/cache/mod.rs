@@ -20,7 +20,7 @@ pub use self::entry::{CachedCredential, Freshness};
 pub use self::lock::{EntryLock, LockTimeout};
 use self::renewal::RenewalFiles;
 pub use self::renewal::{RenewalClaim, RenewalFailures};
-use crate::private_fs;
+use crate::private_fs::{self, Durability};
 use crate::sealed::SealingKey;
 
 /// Why an entry could not be used.
@@ -182,7 +182,7 @@ impl CacheEntry<'_> {
     /// Replaces the entry atomically.
     pub fn write(&self, credential: &CachedCredential) -> Result<(), CacheError> {
         let sealed = self.cache.key.seal(&self.purpose(), &credential.encode());
-        private_fs::write_atomic(&self.data_path(), &sealed)?;
+        private_fs::write_atomic(&self.data_path(), &sealed, Durability::Disposable)?;
         Ok(())
     }
 

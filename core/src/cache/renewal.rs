@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::private_fs;
+use crate::private_fs::{self, Durability};
 
 /// The wait after the first failed renewal; it doubles with each failure.
 pub const FIRST_BACKOFF: i64 = 30;
@@ -58,7 +58,7 @@ impl RenewalFiles {
 
     pub(super) fn write_failures(&self, failures: &RenewalFailures) -> std::io::Result<()> {
         let json = serde_json::to_vec(failures).expect("a failure record serializes");
-        private_fs::write_atomic(&self.record, &json)
+        private_fs::write_atomic(&self.record, &json, Durability::Disposable)
     }
 
     pub(super) fn clear_failures(&self) -> std::io::Result<()> {

@@ -3,11 +3,12 @@
 //! description holding a `flock`) as a descriptor named in an environment
 //! variable.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Starts `program args…` detached: stdio closed, its own session (so signals
@@ -69,30 +70,14 @@ pub fn claim_from_environment(claim_var: &str) -> Option<File> {
     Some(unsafe { File::from_raw_fd(fd) })
 }
 
-/// Makes the child `command` starts die (SIGKILL) when the thread that
-/// started it exits, as it does when keyhelper is killed, on Linux; a no-op
-/// elsewhere. A provider's command must not outlive the keyhelper that
-/// waits for it.
-pub fn die_with_parent(command: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: getpid has no preconditions.
-        let parent = unsafe { libc::getpid() };
-        // SAFETY: between fork and exec the closure calls only
-        // async-signal-safe functions (prctl, getppid, _exit).
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before the request was in place.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = command;
+/// Finds an executable named `program` in the directories of `path`
+/// (absolute ones only).
+pub fn find_executable(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
+    let is_executable = |candidate: &Path| {
+        candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    std::env::split_paths(path?)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
 }

@@ -18,7 +18,7 @@ use crate::bundled;
 use crate::environment::Environment;
 use crate::manifest_check;
 use crate::runtime::sandbox::CallContext;
-use crate::runtime::{LoadedPlugin, PluginRuntime, PluginSource};
+use crate::runtime::{IntegrityCheck, LoadedPlugin, PluginRuntime, PluginSource};
 
 /// Subcommands of `keyhelper plugin`.
 #[derive(Debug, Subcommand)]
@@ -88,7 +88,12 @@ fn install(
     let runtime = PluginRuntime::new(env.dirs.artifact_dir())
         .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot start the plugin runtime: {e:#}")))?;
     let plugin = runtime
-        .load(&PluginSource { name: &stem, wasm: Cow::Borrowed(&wasm), sha256: &sha256 })
+        .load(&PluginSource {
+            name: &stem,
+            wasm: Cow::Borrowed(&wasm),
+            sha256: &sha256,
+            check: IntegrityCheck::EveryLoad,
+        })
         .map_err(|e| Failure::from(e).context(format!("not installed: {}", path.display())))?;
 
     let manifest_path =

@@ -8,7 +8,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use keyhelper_core::private_fs;
+use keyhelper_core::private_fs::{self, Durability};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -33,25 +33,35 @@ impl ArtifactCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_tag))
     }
 
-    /// Loads the compiled component for `wasm` (whose sha256 is `sha256`),
-    /// compiling and storing it first when there is no usable artifact.
-    pub fn load_or_compile(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> anyhow::Result<Component> {
+    /// The compiled component of the plugin whose wasm has this sha256, if
+    /// there is a usable artifact.
+    pub fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path_for(sha256);
-        if self.is_trusted(&path) {
-            // SAFETY: the artifact was written by this program (see `store`) into a
-            // directory only this user can write, under a name that pins both the
-            // source wasm and the engine configuration. wasmtime checks its header.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => {
-                    tracing::debug!("loaded precompiled plugin {}", path.display());
-                    return Ok(component);
-                }
-                Err(e) => tracing::debug!("recompiling plugin artifact {}: {e}", path.display()),
+        if !self.is_trusted(&path) {
+            return None;
+        }
+        // SAFETY: the artifact was written by this program (see `store`) into a
+        // directory only this user can write, under a name that pins both the
+        // source wasm and the engine configuration. wasmtime checks its header.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => {
+                tracing::debug!("loaded precompiled plugin {}", path.display());
+                Some(component)
+            }
+            Err(e) => {
+                tracing::debug!("recompiling plugin artifact {}: {e}", path.display());
+                None
             }
         }
+    }
+
+    /// Compiles `wasm` (whose sha256 is `sha256`, checked by the caller) and
+    /// stores the artifact for next time.
+    pub fn compile(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> anyhow::Result<Component> {
         let started = std::time::Instant::now();
         let component = Component::new(engine, wasm)?;
         tracing::debug!("compiled plugin {sha256} in {:?}", started.elapsed());
+        let path = self.path_for(sha256);
         if let Err(e) = self.store(&path, &component) {
             tracing::debug!("could not store plugin artifact {}: {e}", path.display());
         }
@@ -64,7 +74,7 @@ impl ArtifactCache {
     }
 
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
-        private_fs::write_atomic(path, &component.serialize()?)?;
+        private_fs::write_atomic(path, &component.serialize()?, Durability::Durable)?;
         Ok(())
     }
 }

@@ -4,8 +4,9 @@
 
 use std::ffi::OsString;
 
+use keyhelper_core::platform::process::{self, ProcessError, ProcessOutput};
+
 use super::http;
-use super::process::{self, ProcessError, ProcessOutput};
 use super::sandbox::PluginState;
 
 /// Longest log line kept from a plugin.

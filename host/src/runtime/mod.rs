@@ -11,7 +11,6 @@ pub mod capability;
 mod host_calls;
 pub mod http;
 pub mod outcome;
-pub mod process;
 pub mod sandbox;
 pub mod versions;
 
@@ -86,6 +85,20 @@ pub struct PluginSource<'a> {
     pub wasm: Cow<'a, [u8]>,
     /// Expected sha256, lowercase hex.
     pub sha256: &'a str,
+    /// When the bytes are checked against `sha256`.
+    pub check: IntegrityCheck,
+}
+
+/// When a plugin's bytes are checked against their pinned sha256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrityCheck {
+    /// At every load: for files on disk, which can change after install.
+    EveryLoad,
+    /// Only before compiling them: for bytes embedded in this executable.
+    /// The compiled artifact is keyed by the pinned hash and was made from
+    /// checked bytes, so altered bytes are never run either way, and a
+    /// cache hit does not hash the plugin.
+    BeforeCompiling,
 }
 
 /// The wasmtime engine, its linker and the compiled-artifact cache.
@@ -112,16 +125,32 @@ impl PluginRuntime {
     /// Verifies, compiles (once) and links a plugin.
     pub fn load(&self, source: &PluginSource<'_>) -> Result<LoadedPlugin, PluginError> {
         let plugin = source.name.to_string();
-        let actual = hex::encode(Sha256::digest(&source.wasm));
-        if actual != source.sha256 {
-            return Err(PluginError::Integrity { plugin, expected: source.sha256.into(), actual });
-        }
         let incompatible = |problem: String| PluginError::Incompatible { plugin: plugin.clone(), problem };
-        check_component_header(&source.wasm).map_err(|p| incompatible(p.into()))?;
-        let component = self
-            .artifacts
-            .load_or_compile(&self.engine, &actual, &source.wasm)
-            .map_err(|e| incompatible(format!("is not a valid component: {e}")))?;
+        let check = || -> Result<(), PluginError> {
+            let actual = hex::encode(Sha256::digest(&source.wasm));
+            if actual != source.sha256 {
+                return Err(PluginError::Integrity {
+                    plugin: plugin.clone(),
+                    expected: source.sha256.into(),
+                    actual,
+                });
+            }
+            check_component_header(&source.wasm).map_err(|p| incompatible(p.into()))
+        };
+        if source.check == IntegrityCheck::EveryLoad {
+            check()?;
+        }
+        let component = match self.artifacts.load(&self.engine, source.sha256) {
+            Some(component) => component,
+            None => {
+                if source.check == IntegrityCheck::BeforeCompiling {
+                    check()?;
+                }
+                self.artifacts
+                    .compile(&self.engine, source.sha256, &source.wasm)
+                    .map_err(|e| incompatible(format!("is not a valid component: {e}")))?
+            }
+        };
         let version = contract_version(&self.engine, &component).map_err(incompatible)?;
         if !versions::SUPPORTED.iter().any(|v| semver_compatible(v, &version)) {
             return Err(incompatible(format!(

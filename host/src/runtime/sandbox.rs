@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use keyhelper_core::capabilities::Capabilities;
 use keyhelper_core::credential::Secret;
+use keyhelper_core::platform::process::ProcessLimits;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::capability::CapabilityGrant;
-use super::process::ProcessLimits;
 
 /// How often the engine's epoch advances; the granularity of the CPU limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

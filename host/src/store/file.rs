@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use keyhelper_core::credential::Secret;
-use keyhelper_core::private_fs;
+use keyhelper_core::private_fs::{self, Durability};
 use keyhelper_core::sealed::SealingKey;
 
 use super::{SecretBackend, SecretId, StoreError};
@@ -46,7 +46,7 @@ impl FileBackend {
 
     fn write_all(&self, secrets: &BTreeMap<String, String>) -> Result<(), StoreError> {
         let plain = serde_json::to_vec(secrets).expect("a map of strings serializes");
-        private_fs::write_atomic(&self.data_path(), &self.key()?.seal(PURPOSE, &plain))?;
+        private_fs::write_atomic(&self.data_path(), &self.key()?.seal(PURPOSE, &plain), Durability::Durable)?;
         Ok(())
     }
 

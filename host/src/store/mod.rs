@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use keyhelper_core::config::StoreChoice;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
-use keyhelper_core::private_fs;
+use keyhelper_core::private_fs::{self, Durability};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::sandbox::StoredSecrets;
@@ -190,7 +190,7 @@ impl SecretStore {
         let mut index = self.read_index()?;
         let result = f(&mut index)?;
         let bytes = serde_json::to_vec_pretty(&index).expect("an index of names serializes");
-        private_fs::write_atomic(&self.index_path(), &bytes)?;
+        private_fs::write_atomic(&self.index_path(), &bytes, Durability::Durable)?;
         Ok(result)
     }
 
