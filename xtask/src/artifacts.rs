@@ -13,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::shipped::{ShippedBuild, run};
+use crate::shipped::{SMALL_PROFILE, ShippedBuild, build_profile};
 use crate::workspace_root;
 
 /// Strings whose presence means a crate that must stay out was linked in.
@@ -39,12 +39,8 @@ pub fn check() -> Result<()> {
 /// Builds the release small executable and checks what it links and weighs.
 fn small_executable() -> Result<()> {
     let shipped = ShippedBuild::for_host()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--release", "--quiet", "--package", "keyhelper"])
-        .args(shipped.cargo_args()))?;
-    let exe = shipped.bin_dir("release").join("keyhelper");
+    build_profile(&["--package", "keyhelper"], SMALL_PROFILE, &shipped)?;
+    let exe = shipped.bin_dir(SMALL_PROFILE).join("keyhelper");
     let bytes = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
     let mut problems = Vec::new();
     for (needle, what) in FORBIDDEN {

@@ -263,29 +263,14 @@ pub fn bench(args: &[String]) -> Result<()> {
     // keyhelper and a baseline built the same way, as keyhelper ships; and
     // the baseline as cargo builds it by default, for comparison.
     let shipped = ShippedBuild::for_host()?;
-    crate::shipped::build_release(
-        &[
-            "-p",
-            "keyhelper",
-            "-p",
-            "keyhelper-host",
-            "--bin",
-            "keyhelper",
-            "--bin",
-            "keyhelper-full",
-            "-p",
-            "xtask",
-            "--bin",
-            "bench-baseline",
-        ],
-        &shipped,
-    )?;
-    let keyhelper = shipped.bin_dir("release").join("keyhelper");
+    let installed = shipped.build_executables()?;
+    crate::shipped::build_release(&["-p", "xtask", "--bin", "bench-baseline"], &shipped)?;
+    let keyhelper = installed.join("keyhelper");
     let baseline = shipped.bin_dir("release").join("bench-baseline");
     let default_build = ShippedBuild::cargo_default();
     crate::shipped::build_release(&["-p", "xtask", "--bin", "bench-baseline"], &default_build)?;
     let default_baseline = default_build.bin_dir("release").join("bench-baseline");
-    let full = shipped.bin_dir("release").join("keyhelper-full");
+    let full = installed.join("keyhelper-full");
     for executable in [&keyhelper, &full, &baseline, &default_baseline] {
         evict_from_page_cache(executable)?;
     }

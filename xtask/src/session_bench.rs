@@ -31,11 +31,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         _ => bail!("bench session takes only --lifetimes N"),
     };
     let shipped = ShippedBuild::for_host()?;
-    crate::shipped::build_release(
-        &["-p", "keyhelper", "-p", "keyhelper-host", "--bin", "keyhelper", "--bin", "keyhelper-full"],
-        &shipped,
-    )?;
-    let keyhelper = shipped.bin_dir("release").join("keyhelper");
+    let keyhelper = shipped.build_executables()?.join("keyhelper");
     let home = SessionHome::new()?;
 
     let get = || -> Result<(Duration, String)> {

@@ -76,17 +76,44 @@ pub fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build --release` of `selection`, as `build` says.
-pub fn build_release(selection: &[&str], build: &ShippedBuild) -> Result<()> {
+/// The profile the small `keyhelper` executable ships with (`[profile.small]`).
+pub const SMALL_PROFILE: &str = "small";
+
+/// `cargo build --profile <profile>` of `selection`, as `build` says.
+pub fn build_profile(selection: &[&str], profile: &str, build: &ShippedBuild) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--release", "--quiet"])
+        .args(["build", "--quiet", "--profile", profile])
         .args(selection)
         .args(build.cargo_args())
         .status()?;
     if !status.success() {
-        bail!("building the release binaries failed");
+        bail!("building {} ({profile}) failed", selection.join(" "));
     }
     Ok(())
+}
+
+/// `cargo build --release` of `selection`, as `build` says.
+pub fn build_release(selection: &[&str], build: &ShippedBuild) -> Result<()> {
+    build_profile(selection, "release", build)
+}
+
+impl ShippedBuild {
+    /// Builds both executables as they ship (`keyhelper-full` for release,
+    /// `keyhelper` with its own profile) and puts fresh copies of them side
+    /// by side, as `cargo xtask install` does; returns that directory.
+    pub fn build_executables(&self) -> Result<PathBuf> {
+        build_release(&["-p", "keyhelper-host", "--bin", "keyhelper-full"], self)?;
+        build_profile(&["-p", "keyhelper", "--bin", "keyhelper"], SMALL_PROFILE, self)?;
+        let dir = workspace_root().join("target").join("shipped");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (profile, name) in [("release", "keyhelper-full"), (SMALL_PROFILE, "keyhelper")] {
+            let built = self.bin_dir(profile).join(name);
+            let copy = dir.join(name);
+            let _ = std::fs::remove_file(&copy);
+            std::fs::copy(&built, &copy).with_context(|| format!("copying {}", built.display()))?;
+        }
+        Ok(dir)
+    }
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::shipped::{ShippedBuild, run};
+use crate::shipped::{SMALL_PROFILE, ShippedBuild, run};
 use crate::workspace_root;
 
 /// The target provider plugins are built for.
@@ -163,10 +163,10 @@ pub fn install() -> Result<()> {
     let shipped = ShippedBuild::for_host()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = workspace_root().join("target").join("install");
-    for package in ["host", "front"] {
+    for (package, profile) in [("host", "release"), ("front", SMALL_PROFILE)] {
         run(Command::new(&cargo)
             .current_dir(workspace_root())
-            .args(["install", "--locked", "--path", package, "--target-dir"])
+            .args(["install", "--locked", "--path", package, "--profile", profile, "--target-dir"])
             .arg(&target_dir)
             .args(shipped.cargo_args()))?;
     }
