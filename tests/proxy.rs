@@ -102,9 +102,14 @@ struct Proxy {
 
 impl Proxy {
     fn start(home: &Home, upstream: &str, extra: &[&str]) -> Self {
-        let mut args = vec!["proxy", "work", "--upstream", upstream, "--client-key", CLIENT_KEY];
+        let mut args = vec!["proxy", "work", "--upstream", upstream];
         args.extend_from_slice(extra);
-        let mut child = home.keyhelper(&args).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = home
+            .keyhelper(&args)
+            .env("KEYHELPER_PROXY_KEY", CLIENT_KEY)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let lines = support::BoundedLines::new(child.stderr.take().unwrap());
         let address = loop {
             let line = lines.next_line().expect("the proxy exited before listening");

@@ -19,12 +19,14 @@ use toml::Spanned;
 
 use crate::catalog::ProviderCatalog;
 use crate::failure::{ExitClass, Failure};
+use crate::manifest::ApiFamily;
 use crate::sources::SourceFiles;
 use crate::suggest::did_you_mean;
 use crate::toml_diagnostics::line_column;
 
 /// Keys of a credential table that configure keyhelper rather than the provider.
-const RESERVED_KEYS: &[&str] = &["provider", "cache_ttl", "refresh_before", "refresh", "fallback"];
+const RESERVED_KEYS: &[&str] =
+    &["provider", "cache_ttl", "refresh_before", "refresh", "fallback", "api", "upstream", "failover_after"];
 
 /// The parsed and checked configuration.
 #[derive(Debug, Clone, Default)]
@@ -134,8 +136,16 @@ pub struct CredentialConfig {
     pub refresh_before: Option<Duration>,
     /// How to renew it inside its refresh window.
     pub refresh: Option<RefreshMode>,
-    /// Credentials to try, in order, when this one fails.
+    /// Credentials to try, in order, when this one fails (or, behind the
+    /// proxy, when its quota is gone).
     pub fallback: Vec<String>,
+    /// The HTTP API its secret is for, instead of its provider's default.
+    pub api: Option<ApiFamily>,
+    /// The base URL the proxy forwards its requests to.
+    pub upstream: Option<String>,
+    /// Behind the proxy, a 429 whose reset is later than this moves requests
+    /// to the next fallback (default 5s).
+    pub failover_after: Option<Duration>,
 }
 
 type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
@@ -344,7 +354,41 @@ fn parse_credential(
         refresh_before: duration("refresh_before")?,
         refresh: refresh_mode(get("refresh"))?,
         fallback,
+        api: api_family(get("api"))?,
+        upstream: get("upstream").map(upstream_url).transpose()?,
+        failover_after: duration("failover_after")?,
     })
+}
+
+/// The `api` key of a credential table.
+fn api_family(value: Option<&Spanned<toml::Value>>) -> Result<Option<ApiFamily>, FieldError> {
+    let Some(value) = value else { return Ok(None) };
+    let invalid = || (Some(value.span()), "`api` must be \"openai\" or \"anthropic\"".to_string(), None);
+    let text = value.get_ref().as_str().ok_or_else(invalid)?;
+    ApiFamily::parse(text).map(Some).ok_or_else(invalid)
+}
+
+/// The `upstream` key of a credential table: an http(s) URL with a host.
+fn upstream_url(value: &Spanned<toml::Value>) -> Result<String, FieldError> {
+    let invalid = |why: &str| {
+        (
+            Some(value.span()),
+            format!("`upstream` {why}"),
+            Some(
+                "e.g. upstream = \"https://api.openai.com\" or \"https://myorg.openai.azure.com/openai\""
+                    .into(),
+            ),
+        )
+    };
+    let text = value.get_ref().as_str().ok_or_else(|| invalid("must be a URL string"))?;
+    let url = url::Url::parse(text).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid("must be an http or https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid("must be a base URL, without credentials, query or fragment"));
+    }
+    Ok(text.trim_end_matches('/').to_string())
 }
 
 /// The `refresh` key of a credential table.
@@ -451,6 +495,32 @@ mod tests {
         );
         let err = parse("[settings]\nrefresh = \"eager\"\n").unwrap_err();
         assert!(err.message.contains("config.toml:2:11"), "{}", err.message);
+    }
+
+    #[test]
+    fn api_upstream_and_failover_are_reserved_keys() {
+        let config = parse(
+            "[credentials.c]\nprovider = \"openai\"\napi = \"anthropic\"\nupstream = \"https://api.anthropic.com/\"\nfailover_after = \"30s\"\n",
+        )
+        .unwrap();
+        let c = &config.credentials["c"];
+        assert_eq!(c.api, Some(ApiFamily::Anthropic));
+        assert_eq!(c.upstream.as_deref(), Some("https://api.anthropic.com"));
+        assert_eq!(c.failover_after, Some(Duration::from_secs(30)));
+        assert!(c.options.is_empty(), "reserved keys are not provider options: {:?}", c.options);
+        for (bad, says) in [
+            ("api = \"gemini\"", "`api` must be"),
+            ("upstream = \"ftp://x\"", "http or https"),
+            ("upstream = \"not a url\"", "is not a URL"),
+            ("upstream = \"https://user:pw@h/\"", "without credentials"),
+        ] {
+            let err = parse(&format!("[credentials.c]\nprovider = \"openai\"\n{bad}\n")).unwrap_err();
+            assert!(
+                err.message.contains(says) && err.message.contains("config.toml:3:"),
+                "{bad}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,42 @@ pub struct ProviderManifest {
     /// `fetch` (it must agree with the plugin's own `describe()`).
     #[serde(default)]
     pub supports_refresh: bool,
+    /// The HTTP API family its secrets are for, unless a credential says
+    /// otherwise (`api = "…"`).
+    #[serde(default)]
+    pub api: ApiFamily,
+    /// The option holding the API's base URL, which is then where the proxy
+    /// forwards unless a credential sets `upstream` (e.g. `base_url`).
+    pub upstream_option: Option<String>,
+}
+
+/// The HTTP APIs keyhelper's proxy speaks for a client: how the client is
+/// pointed at it, and how the upstream says a quota is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+pub enum ApiFamily {
+    /// OpenAI's API and those compatible with it: Azure OpenAI, gateways,
+    /// LiteLLM, local servers.
+    #[default]
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Anthropic's Messages API.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+}
+
+impl ApiFamily {
+    /// `openai` or `anthropic`, as written in config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
+    /// Parses `openai` or `anthropic`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::OpenAi, Self::Anthropic].into_iter().find(|family| family.name() == text)
+    }
 }
 
 /// One option of a provider.

@@ -1,6 +1,7 @@
 //! Where keyhelper keeps things, following the XDG base directories on Linux
 //! (through `directories`): config in `$XDG_CONFIG_HOME/keyhelper`, secrets in
-//! `$XDG_DATA_HOME/keyhelper`, caches in `$XDG_CACHE_HOME/keyhelper`.
+//! `$XDG_DATA_HOME/keyhelper`, caches in `$XDG_CACHE_HOME/keyhelper`, state in
+//! `$XDG_STATE_HOME/keyhelper`.
 
 use std::path::PathBuf;
 
@@ -17,6 +18,8 @@ pub struct Dirs {
     pub cache_dir: PathBuf,
     /// The user's own provider manifests, overriding bundled ones by name.
     pub providers_dir: PathBuf,
+    /// State that outlives a process but is not data: running proxies.
+    pub state_dir: PathBuf,
 }
 
 impl Dirs {
@@ -31,6 +34,7 @@ impl Dirs {
         Ok(Self {
             config_file,
             providers_dir: project.config_dir().join("providers"),
+            state_dir: project.state_dir().unwrap_or(project.data_dir()).to_path_buf(),
             data_dir: project.data_dir().to_path_buf(),
             cache_dir: project.cache_dir().to_path_buf(),
         })
@@ -54,6 +58,11 @@ impl Dirs {
     /// Where cached credentials (sealed entries, lock files) are kept.
     pub fn credentials_cache_dir(&self) -> PathBuf {
         self.cache_dir.join("credentials")
+    }
+
+    /// Where running proxies describe themselves, for `status`.
+    pub fn proxies_dir(&self) -> PathBuf {
+        self.state_dir.join("proxies")
     }
 
     /// The key that seals the credential cache.

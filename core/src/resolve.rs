@@ -10,7 +10,7 @@ use crate::capabilities::Capabilities;
 use crate::catalog::ProviderCatalog;
 use crate::config::{Config, RefreshMode, Settings};
 use crate::failure::{ExitClass, Failure};
-use crate::manifest::ProviderManifest;
+use crate::manifest::{ApiFamily, ProviderManifest};
 use crate::suggest::did_you_mean;
 
 /// The variable that chooses the secret store, over `[settings] secret_store`.
@@ -35,6 +35,14 @@ pub struct ResolvedCredential<'a> {
     pub refresh: Option<RefreshMode>,
     /// Credentials to try next when this one fails.
     pub fallback: Vec<String>,
+    /// The HTTP API its secret is for.
+    pub api: ApiFamily,
+    /// Where the proxy forwards its requests: the credential's `upstream`,
+    /// else the value of its provider's upstream option (e.g. `base_url`).
+    pub upstream: Option<String>,
+    /// Behind the proxy, how long a quota reset may be before requests move
+    /// to a fallback.
+    pub failover_after: Duration,
 }
 
 impl ResolvedCredential<'_> {
@@ -76,6 +84,16 @@ impl ResolvedCredential<'_> {
     }
 }
 
+/// The default of `failover_after`: a reset shorter than this is a rate
+/// limit the client waits out itself (SDKs retry 429s).
+pub const DEFAULT_FAILOVER_AFTER: Duration = Duration::from_secs(5);
+
+/// The value of the provider's upstream option, without a trailing `/`.
+fn upstream_option(manifest: &ProviderManifest, options: &BTreeMap<String, String>) -> Option<String> {
+    let option = manifest.upstream_option.as_ref()?;
+    Some(options.get(option)?.trim_end_matches('/').to_string())
+}
+
 /// Resolves `name` against the configuration, then the provider catalog.
 pub fn resolve<'a>(
     name: &str,
@@ -84,11 +102,15 @@ pub fn resolve<'a>(
 ) -> Result<ResolvedCredential<'a>, Failure> {
     if let Some(credential) = config.credentials.get(name) {
         let manifest = catalog.get(&credential.provider).expect("config checks provider names");
+        let options = manifest.options_with_defaults(&credential.options);
         return Ok(ResolvedCredential {
             name: name.to_string(),
             manifest,
             granted: catalog.granted(&credential.provider).expect("the provider exists"),
-            options: manifest.options_with_defaults(&credential.options),
+            upstream: credential.upstream.clone().or_else(|| upstream_option(manifest, &options)),
+            api: credential.api.unwrap_or(manifest.api),
+            failover_after: credential.failover_after.unwrap_or(DEFAULT_FAILOVER_AFTER),
+            options,
             cache_ttl: credential.cache_ttl.or(manifest.cache.default_ttl),
             refresh_before: credential.refresh_before,
             refresh: credential.refresh,
@@ -108,11 +130,15 @@ pub fn resolve<'a>(
                 spec.help
             )));
         }
+        let options = manifest.options_with_defaults(&BTreeMap::new());
         return Ok(ResolvedCredential {
             name: name.to_string(),
             manifest,
             granted: catalog.granted(name).expect("the provider exists"),
-            options: manifest.options_with_defaults(&BTreeMap::new()),
+            upstream: upstream_option(manifest, &options),
+            api: manifest.api,
+            failover_after: DEFAULT_FAILOVER_AFTER,
+            options,
             cache_ttl: manifest.cache.default_ttl,
             refresh_before: None,
             refresh: None,
@@ -158,6 +184,26 @@ mod tests {
         let err = resolve("1password", &Config::default(), &catalog).unwrap_err();
         assert_eq!(err.class, ExitClass::Config);
         assert!(err.message.contains("`reference`"));
+    }
+
+    #[test]
+    fn the_upstream_is_the_credentials_or_its_providers_base_url() {
+        let catalog = ProviderCatalog::bundled();
+        let cfg = config(
+            "[credentials.a]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/\"\n\n\
+             [credentials.b]\nprovider = \"openai\"\nupstream = \"https://gw.example\"\napi = \"anthropic\"\n\n\
+             [credentials.c]\nprovider = \"azure\"\n",
+        );
+        let a = resolve("a", &cfg, &catalog).unwrap();
+        assert_eq!((a.upstream.as_deref(), a.api), (Some("http://127.0.0.1:9"), ApiFamily::OpenAi));
+        let b = resolve("b", &cfg, &catalog).unwrap();
+        assert_eq!((b.upstream.as_deref(), b.api), (Some("https://gw.example"), ApiFamily::Anthropic));
+        assert_eq!(resolve("c", &cfg, &catalog).unwrap().upstream, None, "azure has no default upstream");
+        assert_eq!(
+            resolve("openai", &cfg, &catalog).unwrap().upstream.as_deref(),
+            Some("https://api.openai.com")
+        );
+        assert_eq!(a.failover_after, DEFAULT_FAILOVER_AFTER);
     }
 
     #[test]

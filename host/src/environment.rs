@@ -40,6 +40,12 @@ impl Environment {
         Ok(Self { dirs, catalog, sources })
     }
 
+    /// Another environment for the same user and config file, for a thread
+    /// of its own.
+    pub fn again(&self) -> Result<Self, Failure> {
+        Self::new(Some(self.dirs.config_file.clone()))
+    }
+
     /// Reads and checks the config file.
     pub fn config(&self) -> Result<Config, Failure> {
         Config::load(&self.dirs.config_file, &self.catalog, &self.sources)

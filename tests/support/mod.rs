@@ -300,6 +300,20 @@ pub fn python_tools() -> PathBuf {
     dir
 }
 
+/// The `bin` directory of the virtualenv with Aider, installed by `cargo
+/// xtask test`.
+pub fn aider_tools() -> PathBuf {
+    let dir = std::env::var_os("KEYHELPER_TEST_AIDER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-tools/aider/bin"));
+    assert!(
+        dir.join("aider").exists(),
+        "aider is not installed in {}; run the tests with `cargo xtask test`, which installs it",
+        dir.display()
+    );
+    dir
+}
+
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let mut hits = Vec::new();

@@ -352,14 +352,11 @@ pub fn bench(args: &[String]) -> Result<()> {
 
     let upstream_port = crate::proxy_bench::start_upstream()?;
     let client_key = "bench-client-key-0123456789";
-    let (mut proxy, proxy_address) = crate::proxy_bench::start_proxy(kh(&[
-        "proxy",
-        "work",
-        "--upstream",
-        &format!("http://127.0.0.1:{upstream_port}"),
-        "--client-key",
-        client_key,
-    ]))?;
+    let (mut proxy, proxy_address) = crate::proxy_bench::start_proxy({
+        let mut proxy = kh(&["proxy", "work", "--upstream", &format!("http://127.0.0.1:{upstream_port}")]);
+        proxy.env("KEYHELPER_PROXY_KEY", client_key);
+        proxy
+    })?;
     let requests = runs * 20;
     let upstream_address = format!("127.0.0.1:{upstream_port}");
     crate::proxy_bench::measure(&upstream_address, "x", 200)?;

@@ -14,6 +14,10 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// Python tools the integration tests drive for real (pinned major versions).
 const PYTHON_TOOLS: &[&str] = &["awscli==1.*", "moto[server]==5.*", "openai==1.*"];
 
+/// Aider, the AI pair programmer, in a virtualenv of its own: it pins other
+/// versions of the packages above.
+const AIDER: &[&str] = &["aider-chat==0.86.*"];
+
 /// Programs the integration tests run for real, with the Debian package of each.
 const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("git", "git"),
@@ -81,10 +85,20 @@ fn wasm_target_installed() -> bool {
 
 /// A Python virtualenv under `target/` with the tools the tests use.
 pub fn ensure_python_tools() -> Result<PathBuf> {
-    let venv = workspace_root().join("target").join("test-tools").join("venv");
+    ensure_venv("venv", PYTHON_TOOLS)
+}
+
+/// A Python virtualenv under `target/` with Aider.
+fn ensure_aider() -> Result<PathBuf> {
+    ensure_venv("aider", AIDER)
+}
+
+/// `target/test-tools/<name>`, a virtualenv with `packages`; returns its `bin`.
+fn ensure_venv(name: &str, packages: &[&str]) -> Result<PathBuf> {
+    let venv = workspace_root().join("target").join("test-tools").join(name);
     let bin = venv.join("bin");
     let marker = venv.join(".installed");
-    let wanted = PYTHON_TOOLS.join(" ");
+    let wanted = packages.join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
         return Ok(bin);
     }
@@ -92,7 +106,7 @@ pub fn ensure_python_tools() -> Result<PathBuf> {
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     run(Command::new(bin.join("pip"))
         .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(PYTHON_TOOLS))?;
+        .args(packages))?;
     std::fs::write(&marker, wanted)?;
     Ok(bin)
 }
@@ -105,6 +119,7 @@ pub fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
     ensure_system_tools()?;
     let tools = ensure_python_tools()?;
+    let aider = ensure_aider()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace_root();
     run(Command::new(&cargo).current_dir(&root).args(["fmt", "--all", "--check"]))?;
@@ -138,6 +153,7 @@ pub fn test(args: &[String]) -> Result<()> {
     run(Command::new(&cargo)
         .current_dir(&root)
         .env("KEYHELPER_TEST_TOOLS", &tools)
+        .env("KEYHELPER_TEST_AIDER", &aider)
         .args(["test", "--package", "keyhelper-host"])
         .args(shipped.cargo_args())
         .args(&extra))?;

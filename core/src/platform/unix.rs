@@ -81,3 +81,10 @@ pub fn find_executable(program: &str, path: Option<&OsString>) -> Option<PathBuf
         .map(|dir| dir.join(program))
         .find(|candidate| is_executable(candidate))
 }
+
+/// Whether a process with this pid is running (and ours to signal).
+pub fn process_is_running(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}

@@ -9,7 +9,7 @@ use keyhelper_core::config::Config;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::manifest::ProviderManifest;
-use keyhelper_core::resolve::ResolvedCredential;
+use keyhelper_core::resolve::{DEFAULT_FAILOVER_AFTER, ResolvedCredential};
 use keyhelper_core::suggest::did_you_mean;
 
 use crate::environment::Environment;
@@ -157,6 +157,9 @@ fn credential_for_connection<'a>(
         refresh_before: None,
         refresh: None,
         fallback: Vec::new(),
+        api: manifest.api,
+        upstream: None,
+        failover_after: DEFAULT_FAILOVER_AFTER,
     }
 }
 

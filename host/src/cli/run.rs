@@ -1,30 +1,50 @@
-//! `keyhelper run [--env VAR=credential]… [--mask] -- cmd args…`: runs a
-//! program with secrets in its environment.
+//! `keyhelper run [--env VAR=credential]… [--proxy credential]… [--mask] --
+//! cmd args…`: runs a program with secrets, or a proxy, in its environment.
 //!
-//! Without `--mask` keyhelper execs the program, which then *is* the process:
-//! signals reach it directly and its exit status is the status. With `--mask`
-//! keyhelper stays as its parent to filter its output, forwards signals to it,
-//! and exits with its status.
+//! With `--env` alone (and no `--mask`) keyhelper execs the program, which
+//! then *is* the process: signals reach it directly and its exit status is
+//! the status. With `--proxy` or `--mask` keyhelper stays as its parent: it
+//! serves the proxies or filters the output, forwards signals to the program,
+//! and exits with its status (127 when it was not found, 126 when it could
+//! not be executed, 128 + n when signal n ended it).
+//!
+//! A `--proxy` credential never reaches the program: it gets a loopback base
+//! URL and a random client key, for its credential's API family.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use clap::Args;
+use clap::{ArgGroup, Args};
+use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::manifest::ApiFamily;
+use keyhelper_core::resolve::resolve;
 
 use super::secret_env;
 use crate::environment::Environment;
 use crate::mask::OutputMasker;
+use crate::proxy::{self, ClientKey, ProxyOptions, RunningProxy};
 
 /// Arguments of `keyhelper run`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["env", "proxy"])))]
 pub struct RunArgs {
     /// `VAR=credential`, or a credential alone for its provider's variable
     /// (e.g. OPENAI_API_KEY). Repeatable.
-    #[arg(long = "env", short = 'e', value_name = "VAR=CREDENTIAL", required = true)]
+    #[arg(long = "env", short = 'e', value_name = "VAR=CREDENTIAL")]
     pub env: Vec<String>,
+    /// Serve this credential through a loopback proxy for the program's
+    /// lifetime and point the program at it (OPENAI_BASE_URL… or
+    /// ANTHROPIC_BASE_URL…, with a client key, never the secret). One per
+    /// API family.
+    #[arg(long = "proxy", value_name = "CREDENTIAL")]
+    pub proxy: Vec<String>,
+    /// Allow plain http:// to a non-loopback upstream.
+    #[arg(long)]
+    pub allow_insecure_upstream: bool,
     /// Replace the secrets in the program's output with `<concealed by keyhelper>`.
     #[arg(long)]
     pub mask: bool,
@@ -36,33 +56,123 @@ pub struct RunArgs {
 /// Runs `run`; returns the program's exit code when keyhelper outlives it.
 pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
     let config = env.config()?;
-    let secrets = secret_env::fetch(env, &config, &args.env)?;
+    let secrets = if args.env.is_empty() { Vec::new() } else { secret_env::fetch(env, &config, &args.env)? };
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut command = Command::new(program);
     command.args(rest).envs(secrets.iter().map(|(var, secret)| (var, secret.expose())));
-    let not_started = |e: std::io::Error| {
-        Failure::new(ExitClass::Usage, format!("cannot run `{program}`: {e}"))
-            .hint("check the command and your PATH")
-    };
-    if !args.mask {
-        return Err(not_started(command.exec()));
+    if args.proxy.is_empty() && !args.mask {
+        let error = command.exec();
+        eprintln!("keyhelper: error: {}", not_started(program, &error));
+        return Ok(ExitCode::from(exit_code_for(&error)));
     }
 
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(not_started)?;
+    let client_key = ClientKey::new(None);
+    let proxies = start_proxies(env, args, &client_key)?;
+    // Whatever else the program inherits, it holds no secret of the proxies'.
+    let proxied: Vec<&Secret> = proxies.iter().flat_map(|p| &p.secrets).collect();
+    for (name, value) in std::env::vars_os() {
+        if proxied.iter().any(|secret| contains(value.as_encoded_bytes(), secret.expose().as_bytes())) {
+            command.env_remove(name);
+        }
+    }
+    for proxy in &proxies {
+        if proxy.family == ApiFamily::Anthropic {
+            // Clients refuse both; ours is the token.
+            command.env_remove("ANTHROPIC_API_KEY");
+        }
+        command.envs(proxy.client_env(&client_key));
+    }
+    if args.mask {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let failure = not_started(program, &e);
+            eprintln!("keyhelper: error: {failure}");
+            return Ok(ExitCode::from(exit_code_for(&e)));
+        }
+    };
     forward_signals_to(child.id());
     let values: Vec<String> = secrets.iter().map(|(_, s)| s.expose().to_string()).collect();
-    let pumps = [
-        pump(child.stdout.take().expect("piped"), std::io::stdout(), &values),
-        pump(child.stderr.take().expect("piped"), std::io::stderr(), &values),
-    ];
+    let pumps: Vec<_> = if args.mask {
+        vec![
+            pump(child.stdout.take().expect("piped"), std::io::stdout(), &values),
+            pump(child.stderr.take().expect("piped"), std::io::stderr(), &values),
+        ]
+    } else {
+        Vec::new()
+    };
     let status = child
         .wait()
         .map_err(|e| Failure::new(ExitClass::Internal, format!("waiting for `{program}`: {e}")))?;
     for pump in pumps {
         let _ = pump.join();
     }
+    drop(proxies);
     let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// One proxy per `--proxy` credential, each of another API family.
+fn start_proxies(
+    env: &Environment,
+    args: &RunArgs,
+    client_key: &ClientKey,
+) -> Result<Vec<RunningProxy>, Failure> {
+    let config = env.config()?;
+    let mut families = Vec::new();
+    for credential in &args.proxy {
+        let family = resolve(credential, &config, &env.catalog)?.api;
+        if let Some((other, _)) = families.iter().find(|(_, f)| *f == family) {
+            return Err(Failure::new(
+                ExitClass::Usage,
+                format!("--proxy {other} and --proxy {credential} are both for the {} API", family.name()),
+            )
+            .hint(
+                "a program has one base URL per API; put the second credential in the first's `fallback`",
+            ));
+        }
+        families.push((credential.clone(), family));
+    }
+    families
+        .into_iter()
+        .map(|(credential, _)| {
+            let options = ProxyOptions {
+                credential,
+                upstream: None,
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                client_key: client_key.clone(),
+                header: None,
+                header_prefix: None,
+                upstream_ca: None,
+                allow_insecure_upstream: args.allow_insecure_upstream,
+            };
+            proxy::start(env.again()?, options)
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+fn not_started(program: &str, error: &std::io::Error) -> Failure {
+    let why = match error.kind() {
+        std::io::ErrorKind::NotFound => "not found".to_string(),
+        std::io::ErrorKind::PermissionDenied => "not executable".to_string(),
+        _ => error.to_string(),
+    };
+    Failure::new(ExitClass::Usage, format!("cannot run `{program}`: {why}"))
+        .hint("check the command and your PATH")
+}
+
+/// What a shell exits with when it cannot start a program.
+fn exit_code_for(error: &std::io::Error) -> u8 {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    }
 }
 
 /// Copies `from` to `to` through a masker, on a thread.

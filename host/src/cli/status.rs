@@ -7,6 +7,7 @@ use keyhelper_core::cache::{CachedCredential, RenewalFailures};
 use keyhelper_core::clock::unix_now;
 use keyhelper_core::duration;
 use keyhelper_core::failure::Failure;
+use keyhelper_core::platform;
 
 use crate::environment::Environment;
 
@@ -68,6 +69,41 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
             describe_renewal(entry.renewal_failures().as_ref(), now)
         ));
     }
+    out.push_str(&running_proxies(&env.dirs.proxies_dir(), now));
     print!("{out}");
     Ok(())
+}
+
+/// The proxies running now, as they describe themselves in the state
+/// directory (a file left by one that died is removed).
+fn running_proxies(dir: &std::path::Path, now: i64) -> String {
+    let mut out = String::new();
+    for path in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| Some(e.ok()?.path())) {
+        let Some(state) =
+            std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            continue;
+        };
+        let pid = state["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        if !platform::process_is_running(pid) {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        out.push_str(&format!("proxy (pid {pid}, {} API):\n", state["api"].as_str().unwrap_or("?")));
+        for backend in state["credentials"].as_array().into_iter().flatten() {
+            let name = backend["credential"].as_str().unwrap_or("?");
+            let upstream = backend["upstream"].as_str().unwrap_or("?");
+            let line = match backend["out_until"].as_i64() {
+                Some(until) if until > now => format!(
+                    "  {name:<22} {upstream}: failed over for {} more ({})",
+                    duration::format(Duration::from_secs((until - now).unsigned_abs())),
+                    backend["reason"].as_str().unwrap_or("quota gone")
+                ),
+                _ => format!("  {name:<22} {upstream}: in use"),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
 }

@@ -39,6 +39,12 @@ impl ClientKey {
     }
 }
 
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey(<redacted>)")
+    }
+}
+
 /// Compares without stopping at the first difference, so response timing does
 /// not reveal how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

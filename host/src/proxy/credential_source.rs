@@ -18,13 +18,22 @@ use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::resolve::{ResolvedCredential, resolve};
 use tokio::sync::oneshot;
 
-use super::ProxyOptions;
 use crate::broker::{BackgroundRenewal, CredentialBroker, GetOptions, Served};
 use crate::environment::Environment;
 
 /// How long the in-memory copy is used before the cache is looked at again,
 /// at most (so a rotation by another keyhelper is picked up).
 const MEMO_LIMIT: Duration = Duration::from_secs(30);
+
+/// Which header carries the secret upstream, when not the provider's own
+/// (`keyhelper proxy --header api-key --header-prefix ""`).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderChoice {
+    /// The header's name.
+    pub name: Option<String>,
+    /// What precedes the secret in it.
+    pub prefix: Option<String>,
+}
 
 /// The header to send upstream, and the secret in it.
 #[derive(Clone)]
@@ -70,12 +79,12 @@ pub struct CredentialSource {
 }
 
 impl CredentialSource {
-    /// Starts the thread that fetches the credential, once it has checked
-    /// the configuration and that the credential can be resolved.
-    pub fn start(env: Environment, options: &ProxyOptions) -> Result<Self, Failure> {
+    /// Starts the thread that fetches `credential`, once it has checked the
+    /// configuration and that the credential can be resolved.
+    pub fn start(env: Environment, credential: &str, headers: HeaderChoice) -> Result<Self, Failure> {
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let (ready, started) = std::sync::mpsc::sync_channel::<Result<(), Failure>>(1);
-        let options = options.clone();
+        let credential = credential.to_string();
         let shared = Arc::new(Shared::default());
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -86,14 +95,14 @@ impl CredentialSource {
                     Err(failure) => return drop(ready.send(Err(failure))),
                 };
                 let renewals = DeferredRenewals::default();
-                let broker = match resolve(&options.credential, &config, &env.catalog)
-                    .and_then(|_| env.broker(&config))
-                {
-                    Ok(broker) => broker.with_renewal(&renewals),
-                    Err(failure) => return drop(ready.send(Err(failure))),
-                };
+                let broker =
+                    match resolve(&credential, &config, &env.catalog).and_then(|_| env.broker(&config)) {
+                        Ok(broker) => broker.with_renewal(&renewals),
+                        Err(failure) => return drop(ready.send(Err(failure))),
+                    };
                 let _ = ready.send(Ok(()));
-                let worker = Worker { broker, options, shared: thread_shared, renewals: &renewals };
+                let worker =
+                    Worker { broker, credential, headers, shared: thread_shared, renewals: &renewals };
                 for job in queue {
                     worker.run(job);
                 }
@@ -165,7 +174,8 @@ impl BackgroundRenewal for DeferredRenewals {
 /// The credential thread's state.
 struct Worker<'a> {
     broker: CredentialBroker<'a>,
-    options: ProxyOptions,
+    credential: String,
+    headers: HeaderChoice,
     shared: Arc<Shared>,
     renewals: &'a DeferredRenewals,
 }
@@ -175,7 +185,7 @@ impl Worker<'_> {
         match job {
             Job::Ask { rejected, reply } => {
                 if let Some(rejected) = &rejected {
-                    self.broker.forget_rejected(&self.options.credential, rejected);
+                    self.broker.forget_rejected(&self.credential, rejected);
                 }
                 let _ = reply.send(self.look());
             }
@@ -197,8 +207,8 @@ impl Worker<'_> {
 
     /// Gets the credential through the broker and keeps its header in memory.
     fn look(&self) -> Result<Authorization, Failure> {
-        let served = self.broker.get(&self.options.credential, GetOptions::default())?;
-        let authorization = authorization(&served, &self.options)?;
+        let served = self.broker.get(&self.credential, GetOptions::default())?;
+        let authorization = authorization(&served, &self.headers)?;
         let now = Instant::now();
         let at = |unix: i64| {
             let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
@@ -216,14 +226,11 @@ impl Worker<'_> {
 }
 
 /// The header (name, prefix and secret) for a served credential.
-fn authorization(served: &Served<'_>, options: &ProxyOptions) -> Result<Authorization, Failure> {
+fn authorization(served: &Served<'_>, choice: &HeaderChoice) -> Result<Authorization, Failure> {
     let conventions = &served.source.manifest.conventions;
-    let name = options
-        .header
-        .clone()
-        .or_else(|| conventions.header.clone())
-        .unwrap_or_else(|| "Authorization".into());
-    let prefix = options.header_prefix.clone().unwrap_or_else(|| {
+    let name =
+        choice.name.clone().or_else(|| conventions.header.clone()).unwrap_or_else(|| "Authorization".into());
+    let prefix = choice.prefix.clone().unwrap_or_else(|| {
         if conventions.header.is_some() { conventions.header_prefix.clone() } else { "Bearer ".into() }
     });
     let extra = served

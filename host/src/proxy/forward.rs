@@ -1,5 +1,8 @@
 //! Forwards one request: checks the client key, swaps credentials, streams
-//! the bodies, and retries once with a renewed credential on an upstream 401.
+//! the bodies, retries once with a renewed credential on an upstream 401, and
+//! replays it to the next credential of its route when the upstream says the
+//! quota is gone (only when no byte of the answer has reached the client and
+//! the request body was kept: up to 1 MiB).
 
 use std::sync::Arc;
 
@@ -20,7 +23,9 @@ use rustls::pki_types::pem::PemObject;
 
 use super::ProxyOptions;
 use super::access::ClientKey;
-use super::credential_source::{Authorization, CredentialSource};
+use super::credential_source::Authorization;
+use super::quota;
+use super::route::{Backend, Route};
 
 /// A body in either direction.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -39,8 +44,7 @@ const HOP_BY_HOP: [&str; 8] =
 /// The proxy's request handler.
 pub struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
-    upstream: Uri,
-    credentials: CredentialSource,
+    route: Route,
     client_key: ClientKey,
 }
 
@@ -50,18 +54,19 @@ enum OutgoingBody {
 }
 
 impl Forwarder {
-    /// A forwarder to `options.upstream` over TLS (the platform's roots, or
+    /// A forwarder along `route` over TLS (the platform's roots, or
     /// `--upstream-ca`) or plain HTTP, with pooled keep-alive connections.
-    pub fn new(
-        options: &ProxyOptions,
-        credentials: CredentialSource,
-        client_key: ClientKey,
-    ) -> Result<Self, Failure> {
+    pub fn new(options: &ProxyOptions, route: Route, client_key: ClientKey) -> Result<Self, Failure> {
         let tls = tls_config(options)?;
         let connector =
             HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { client, upstream: options.upstream.clone(), credentials, client_key })
+        Ok(Self { client, route, client_key })
+    }
+
+    /// The API family of its route.
+    pub fn family(&self) -> keyhelper_core::manifest::ApiFamily {
+        self.route.family
     }
 
     /// Handles one client request; every failure becomes a JSON error response.
@@ -70,7 +75,7 @@ impl Forwarder {
             return error_response(
                 StatusCode::UNAUTHORIZED,
                 "invalid_api_key",
-                "keyhelper proxy: missing or wrong client key; use the OPENAI_API_KEY it printed at start-up",
+                "keyhelper proxy: missing or wrong client key; send the client key the proxy printed at start-up",
             );
         }
         let (parts, body) = request.into_parts();
@@ -94,40 +99,106 @@ impl Forwarder {
             },
             _ => OutgoingBody::Streaming(body),
         };
-        let uri = match self.upstream_uri(&parts.uri) {
-            Ok(uri) => uri,
-            Err(message) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &message),
-        };
-        let authorization = match self.credentials.current().await {
-            Ok(a) => a,
-            Err(failure) => return credential_error(&failure),
-        };
         let replay = match &body {
             OutgoingBody::Replayable(bytes) => Some(bytes.clone()),
             OutgoingBody::Streaming(_) => None,
         };
-        let first = self.send(&parts, &uri, body, &authorization).await;
+        let mut body = Some(body);
+        let candidates = self.route.candidates();
+        for (position, backend) in candidates.iter().enumerate() {
+            let outgoing = match (&replay, body.take()) {
+                (Some(bytes), _) => OutgoingBody::Replayable(bytes.clone()),
+                (None, Some(streaming)) => streaming,
+                (None, None) => break,
+            };
+            let response = match self.through(backend, &parts, outgoing, replay.as_ref()).await {
+                Ok(response) => response,
+                Err(early) => return early,
+            };
+            let last = position + 1 == candidates.len();
+            if last || !quota::worth_reading(self.route.family, response.status()) {
+                tracing::debug!(
+                    "{} {path} → {} via '{}'",
+                    parts.method,
+                    response.status(),
+                    backend.credential
+                );
+                return pass_back(response);
+            }
+            let (head, error_body) = match read_error_body(response).await {
+                Ok(read) => read,
+                Err(early) => return early,
+            };
+            let verdict = quota::judge(
+                self.route.family,
+                head.status,
+                &head.headers,
+                &error_body,
+                self.route.failover_after,
+                std::time::SystemTime::now(),
+            );
+            match verdict {
+                Some(exhausted) if replay.is_some() => self.route.mark_exhausted(backend, &exhausted),
+                Some(_) => {
+                    eprintln!(
+                        "keyhelper: proxy: '{}' is out of quota, but the request body was over {} MiB, so it was not kept to replay to a fallback; the client gets the 429",
+                        backend.credential,
+                        REPLAYABLE_BODY >> 20
+                    );
+                    return rebuilt(head, error_body);
+                }
+                None => return rebuilt(head, error_body),
+            }
+        }
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "quota_exhausted",
+            "keyhelper proxy: every credential of this route is out of quota",
+        )
+    }
+
+    /// Sends the request to `backend`, renewing its credential and retrying
+    /// once on a 401 when the body was kept. Every failure is already the
+    /// response to give.
+    async fn through(
+        &self,
+        backend: &Backend,
+        parts: &hyper::http::request::Parts,
+        body: OutgoingBody,
+        replay: Option<&Bytes>,
+    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+        let uri = backend
+            .upstream_uri(&parts.uri)
+            .map_err(|message| error_response(StatusCode::BAD_REQUEST, "bad_request", &message))?;
+        let authorization = backend.source.current().await.map_err(|f| credential_error(&f))?;
+        let first = self.send(parts, &uri, body, &authorization).await;
         let response = match (first, replay) {
             (Ok(response), Some(bytes)) if response.status() == StatusCode::UNAUTHORIZED => {
-                tracing::info!("upstream refused the credential on {path}; renewing it and retrying once");
-                match self.credentials.renew_after_rejection(&authorization.secret).await {
-                    Ok(renewed) => self.send(&parts, &uri, OutgoingBody::Replayable(bytes), &renewed).await,
-                    Err(failure) => return credential_error(&failure),
-                }
+                tracing::info!(
+                    "upstream refused '{}' on {}; renewing it and retrying once",
+                    backend.credential,
+                    parts.uri.path()
+                );
+                let renewed = backend
+                    .source
+                    .renew_after_rejection(&authorization.secret)
+                    .await
+                    .map_err(|f| credential_error(&f))?;
+                self.send(parts, &uri, OutgoingBody::Replayable(bytes.clone()), &renewed).await
             }
             (first, _) => first,
         };
-        match response {
-            Ok(response) => {
-                tracing::debug!("{} {path} → {}", parts.method, response.status());
-                pass_back(response)
-            }
-            Err(e) => error_response(
+        response.map_err(|e| {
+            error_response(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
-                &format!("keyhelper proxy: cannot reach the upstream {}: {}", self.upstream, root_cause(&e)),
-            ),
-        }
+                &format!(
+                    "keyhelper proxy: cannot reach the upstream {}: {}",
+                    backend.upstream,
+                    root_cause(&e)
+                ),
+            )
+        })
     }
 
     async fn send(
@@ -154,20 +225,30 @@ impl Forwarder {
         };
         self.client.request(request.body(body).expect("method, uri and headers are valid")).await
     }
+}
 
-    /// The upstream URL for a request: upstream scheme, host and path prefix,
-    /// then the request's path and query.
-    fn upstream_uri(&self, request: &Uri) -> Result<Uri, String> {
-        let prefix = self.upstream.path().trim_end_matches('/');
-        let path_and_query = request.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut parts = self.upstream.clone().into_parts();
-        parts.path_and_query = Some(
-            format!("{prefix}{path_and_query}")
-                .parse()
-                .map_err(|e| format!("keyhelper proxy: bad request path: {e}"))?,
-        );
-        Uri::from_parts(parts).map_err(|e| format!("keyhelper proxy: bad upstream URL: {e}"))
+/// Reads an error response's body (at most [`quota::MAX_ERROR_BODY`]) to
+/// judge it; a larger one cannot be a quota error and is reported as a 502.
+async fn read_error_body(
+    response: Response<Incoming>,
+) -> Result<(hyper::http::response::Parts, Bytes), Response<ProxyBody>> {
+    let (head, body) = response.into_parts();
+    match http_body_util::Limited::new(body, quota::MAX_ERROR_BODY).collect().await {
+        Ok(collected) => Ok((head, collected.to_bytes())),
+        Err(e) => Err(error_response(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            &format!("keyhelper proxy: the upstream's error answer could not be read: {e}"),
+        )),
     }
+}
+
+/// A response whose body was read, given back as it came.
+fn rebuilt(head: hyper::http::response::Parts, body: Bytes) -> Response<ProxyBody> {
+    let mut out = Response::builder().status(head.status);
+    copy_end_to_end(&head.headers, out.headers_mut().expect("a fresh builder has headers"));
+    out.headers_mut().expect("a fresh builder has headers").remove(header::CONTENT_LENGTH);
+    out.body(Full::new(body).map_err(|never| match never {}).boxed()).expect("status and headers are valid")
 }
 
 /// The upstream's response, its body streamed as it arrives.

@@ -1,18 +1,23 @@
-//! `keyhelper proxy`: a local reverse proxy that puts a fresh credential on
-//! every request, for clients that read their API key once at start-up
-//! (Aider, opencode, any OpenAI-compatible SDK pointed at a base URL).
+//! `keyhelper proxy` and `keyhelper run --proxy`: a local reverse proxy that
+//! puts a fresh credential on every request, for clients that read their API
+//! key once at start-up (Aider, opencode, Codex, Claude Code, any OpenAI- or
+//! Anthropic-compatible SDK pointed at a base URL).
 //!
 //! Each request must carry the proxy's client key (so other local users cannot
 //! borrow its credential); the proxy strips it and any other credential
 //! header, sets the provider's header with the current secret (through the
 //! cache, so refresh-ahead, single flight and fallbacks apply), and streams
 //! the request and the response through. An upstream 401 renews the
-//! credential once and retries when the request body was small enough to keep.
+//! credential once and retries; an exhausted quota moves the request to the
+//! credential's next fallback of the same API family ([`route`]).
 
 mod access;
 mod credential_source;
 mod forward;
+mod quota;
+mod route;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,59 +26,157 @@ use std::time::Duration;
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::manifest::ApiFamily;
 use tokio::net::TcpListener;
 
-use self::access::ClientKey;
-use self::credential_source::CredentialSource;
+pub use self::access::ClientKey;
 use self::forward::Forwarder;
+use self::route::Route;
 use crate::environment::Environment;
 
-/// How long in-flight requests may run on after SIGINT/SIGTERM.
+/// How long in-flight requests may run on after the proxy is told to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// What `keyhelper proxy` was asked to do.
+/// What a proxy is asked to do.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    /// The credential to put on requests.
+    /// The credential to put on requests (its fallbacks of the same API
+    /// family take over when its quota is gone).
     pub credential: String,
-    /// Where requests go, e.g. `https://api.openai.com`.
-    pub upstream: Uri,
+    /// Where requests go, instead of the credential's own `upstream`.
+    pub upstream: Option<Uri>,
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The client key clients must send (default: a random one, printed once).
-    pub client_key: Option<String>,
+    /// The key clients must send.
+    pub client_key: ClientKey,
     /// Header to put the secret in, instead of the provider's.
     pub header: Option<String>,
     /// What precedes the secret in that header.
     pub header_prefix: Option<String>,
     /// Extra CA certificates (PEM) to trust for the upstream, besides the system's.
     pub upstream_ca: Option<PathBuf>,
+    /// Whether plain HTTP to a non-loopback upstream is allowed.
+    pub allow_insecure_upstream: bool,
 }
 
-/// Runs the proxy until SIGINT or SIGTERM.
-pub fn serve(env: Environment, options: ProxyOptions) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A proxy listening on its own thread, as `keyhelper run --proxy` uses it:
+/// it stops, letting requests in flight finish, when dropped.
+pub struct RunningProxy {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The API family it serves.
+    pub family: ApiFamily,
+    /// The secrets its credentials hold now, which the program it serves
+    /// must not be given by any other way either.
+    pub secrets: Vec<Secret>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// The variables that point a client of its API family at it.
+    pub fn client_env(&self, client_key: &ClientKey) -> BTreeMap<&'static str, String> {
+        client_env(self.family, self.address, client_key)
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The variables that point a client of `family` at a proxy on `address`:
+/// OpenAI SDKs take the base URL with `/v1`, Anthropic's without, and an
+/// Anthropic client gets only `ANTHROPIC_AUTH_TOKEN`, never also
+/// `ANTHROPIC_API_KEY` (clients refuse both).
+pub fn client_env(
+    family: ApiFamily,
+    address: SocketAddr,
+    client_key: &ClientKey,
+) -> BTreeMap<&'static str, String> {
+    let key = client_key.expose().to_string();
+    match family {
+        ApiFamily::OpenAi => {
+            let base = format!("http://{address}/v1");
+            BTreeMap::from([
+                ("OPENAI_API_BASE", base.clone()),
+                ("OPENAI_BASE_URL", base),
+                ("OPENAI_API_KEY", key),
+            ])
+        }
+        ApiFamily::Anthropic => BTreeMap::from([
+            ("ANTHROPIC_BASE_URL", format!("http://{address}")),
+            ("ANTHROPIC_AUTH_TOKEN", key),
+        ]),
+    }
+}
+
+/// Runs the proxy until SIGINT or SIGTERM, announcing it on stderr (or, with
+/// `json`, as one JSON object on stdout).
+pub fn serve(env: Environment, options: ProxyOptions, json: bool) -> Result<(), Failure> {
+    let route = Route::build(&env, &options)?;
+    let forwarder = Arc::new(Forwarder::new(&options, route, options.client_key.clone())?);
+    let family = forwarder.family();
+    runtime()?.block_on(async {
+        let listener = listen(options.listen).await?;
+        let address = listener.local_addr().map_err(|e| Failure::new(ExitClass::Internal, e.to_string()))?;
+        announce(&options, family, address, json);
+        accept_until(listener, forwarder, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Starts a proxy on a thread of its own and returns once it listens and
+/// holds its credential's secret (so a credential that cannot be had fails
+/// here, before anything relies on the proxy).
+pub fn start(env: Environment, options: ProxyOptions) -> Result<RunningProxy, Failure> {
+    let route = Route::build(&env, &options)?;
+    let runtime = runtime()?;
+    let secrets = runtime.block_on(route.current_secrets())?;
+    let forwarder = Arc::new(Forwarder::new(&options, route, options.client_key.clone())?);
+    let family = forwarder.family();
+    let listener = runtime.block_on(listen(options.listen))?;
+    let address = listener.local_addr().map_err(|e| Failure::new(ExitClass::Internal, e.to_string()))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("keyhelper-proxy-{}", family.name()))
+        .spawn(move || {
+            runtime.block_on(accept_until(listener, forwarder, async {
+                let _ = stopped.await;
+            }))
+        })
+        .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot start the proxy thread: {e}")))?;
+    Ok(RunningProxy { address, family, secrets, stop: Some(stop), thread: Some(thread) })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot start the proxy runtime: {e}")))?;
-    runtime.block_on(run(env, options))
+        .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot start the proxy runtime: {e}")))
 }
 
-async fn run(env: Environment, options: ProxyOptions) -> Result<(), Failure> {
-    let credentials = CredentialSource::start(env, &options)?;
-    let client_key = ClientKey::new(options.client_key.clone());
-    let forwarder = Arc::new(Forwarder::new(&options, credentials, client_key.clone())?);
-    let listener = TcpListener::bind(options.listen).await.map_err(|e| {
-        Failure::new(ExitClass::Usage, format!("cannot listen on {}: {e}", options.listen))
+async fn listen(address: SocketAddr) -> Result<TcpListener, Failure> {
+    TcpListener::bind(address).await.map_err(|e| {
+        Failure::new(ExitClass::Usage, format!("cannot listen on {address}: {e}"))
             .hint("choose another address with --listen 127.0.0.1:PORT")
-    })?;
-    let address = listener.local_addr().map_err(|e| Failure::new(ExitClass::Internal, e.to_string()))?;
-    announce(&options, address, &client_key);
+    })
+}
 
+/// Serves connections until `stop` completes, then lets requests in flight
+/// finish (for at most [`SHUTDOWN_GRACE`]).
+async fn accept_until(listener: TcpListener, forwarder: Arc<Forwarder>, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -94,15 +197,14 @@ async fn run(env: Environment, options: ProxyOptions) -> Result<(), Failure> {
                     }
                 });
             }
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         }
     }
     drop(listener);
-    eprintln!("keyhelper: proxy stopping; letting requests in flight finish");
+    tracing::info!("proxy stopping; letting requests in flight finish");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         eprintln!("keyhelper: requests still running after {}s were cut off", SHUTDOWN_GRACE.as_secs());
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -116,14 +218,27 @@ async fn shutdown_signal() {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
+    eprintln!("keyhelper: proxy stopping; letting requests in flight finish");
 }
 
-/// Tells the user where the proxy is and what to put in the client's environment.
-fn announce(options: &ProxyOptions, address: SocketAddr, client_key: &ClientKey) {
-    let base = format!("http://{address}/v1");
+/// Tells the user where the proxy is and what to put in the client's
+/// environment: on stderr, or as one JSON object on stdout.
+fn announce(options: &ProxyOptions, family: ApiFamily, address: SocketAddr, json: bool) {
+    let env = client_env(family, address, &options.client_key);
+    if json {
+        let object = serde_json::json!({
+            "listen": address.to_string(),
+            "credential": options.credential,
+            "api": family.name(),
+            "env": env,
+        });
+        println!("{object}");
+        return;
+    }
     eprintln!(
-        "keyhelper: proxying http://{address} → {} with credential '{}'",
-        options.upstream, options.credential
+        "keyhelper: proxying http://{address} for credential '{}' ({} API)",
+        options.credential,
+        family.name()
     );
     if !address.ip().is_loopback() {
         eprintln!(
@@ -131,7 +246,7 @@ fn announce(options: &ProxyOptions, address: SocketAddr, client_key: &ClientKey)
         );
     }
     eprintln!("keyhelper: point the client at the proxy (the client key is not the credential):");
-    eprintln!("OPENAI_API_BASE={base}");
-    eprintln!("OPENAI_BASE_URL={base}");
-    eprintln!("OPENAI_API_KEY={}", client_key.expose());
+    for (name, value) in env {
+        eprintln!("{name}={value}");
+    }
 }
