@@ -250,13 +250,15 @@ fn evict_from_page_cache(path: &Path) -> Result<()> {
 
 /// `cargo xtask bench [--runs N]`, or `cargo xtask bench session …`.
 pub fn bench(args: &[String]) -> Result<()> {
-    if let Some(("session", rest)) = args.split_first().map(|(first, rest)| (first.as_str(), rest)) {
-        return crate::session_bench::bench(rest);
+    match args.split_first().map(|(first, rest)| (first.as_str(), rest)) {
+        Some(("session", rest)) => return crate::session_bench::bench(rest),
+        Some(("proxy", rest)) => return crate::proxy_bench::bench(rest),
+        _ => {}
     }
     let runs: usize = match args {
         [flag, n] if flag == "--runs" => n.parse().context("--runs takes a number")?,
         [] => 100,
-        _ => bail!("bench takes --runs N, or `session [--lifetimes N]`"),
+        _ => bail!("bench takes --runs N, or `session [--lifetimes N]`, or `proxy [--seconds N]`"),
     };
     crate::toolchain::ensure_wasm_target()?;
     let tools = crate::toolchain::ensure_python_tools()?;

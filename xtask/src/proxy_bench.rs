@@ -1,6 +1,8 @@
-//! The proxy benchmark of `cargo xtask bench`: per-request latency (p50, p99)
-//! and sequential requests per second, direct to a mock upstream and through
-//! `keyhelper proxy`, measured in the same run over keep-alive connections.
+//! The proxy benchmarks: in `cargo xtask bench`, per-request latency (p50,
+//! p99) and sequential requests per second, direct to a mock upstream and
+//! through `keyhelper proxy`; `cargo xtask bench proxy` adds nginx, as a
+//! plain reverse proxy to the same upstream, as the yardstick, at 1 and 64
+//! concurrent keep-alive connections.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -94,4 +96,220 @@ pub fn start_proxy(mut command: Command) -> Result<(Child, String)> {
     };
     std::thread::spawn(move || lines.for_each(drop));
     Ok((child, address))
+}
+
+/// Latencies and throughput of one proxy (or none) at one concurrency.
+struct Load {
+    latencies: Vec<Duration>,
+    per_second: f64,
+}
+
+/// `connections` keep-alive connections to `address`, each sending GETs one
+/// after another for `duration`.
+fn load(address: &str, key: &str, connections: usize, duration: Duration) -> Result<Load> {
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (address, key) = (address.to_string(), key.to_string());
+            std::thread::spawn(move || -> Result<Vec<Duration>> {
+                let mut all = Vec::new();
+                let deadline = Instant::now() + duration;
+                while Instant::now() < deadline {
+                    all.extend(measure(&address, &key, 500)?);
+                }
+                Ok(all)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))??);
+    }
+    let per_second = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Ok(Load { latencies, per_second })
+}
+
+impl Load {
+    fn at(&self, p: usize) -> Duration {
+        self.latencies[(self.latencies.len() - 1) * p / 100]
+    }
+}
+
+/// nginx as a plain reverse proxy to `upstream`, with keep-alive both ways,
+/// as many workers as keyhelper's proxy has threads; stopped on drop.
+struct Nginx {
+    child: Child,
+    dir: std::path::PathBuf,
+    address: String,
+}
+
+impl Nginx {
+    fn start(upstream_port: u16) -> Result<Self> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .map(std::path::Path::new)
+            .find(|p| p.exists())
+            .context("nginx is not installed; install it (Debian: `apt-get install nginx`)")?;
+        let dir = std::env::temp_dir().join(format!("keyhelper-bench-nginx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = format!(
+            "daemon off;\nworker_processes 2;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+             fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+             upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    keepalive_requests 1000000;\n\
+             location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), config)?;
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nginx")?;
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&address).is_err() {
+            if Instant::now() > deadline {
+                bail!("nginx did not start; see {}/logs/error.log", dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self { child, dir, address })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `cargo xtask bench proxy [--seconds N]`: keyhelper's proxy against nginx
+/// as a plain reverse proxy to the same upstream, at 1 and 64 concurrent
+/// keep-alive connections: added p50/p99 latency over going direct, and
+/// requests per second.
+pub fn bench(args: &[String]) -> Result<()> {
+    let seconds: u64 = match args {
+        [flag, n] if flag == "--seconds" => n.parse().context("--seconds takes a number")?,
+        [] => 5,
+        _ => bail!("bench proxy takes only --seconds N"),
+    };
+    let keyhelper = crate::shipped::ShippedBuild::for_host()?.build_executables()?.join("keyhelper");
+    let home = ProxyHome::new()?;
+    let duration = Duration::from_secs(seconds);
+    let upstream_port = start_upstream()?;
+    let direct = format!("127.0.0.1:{upstream_port}");
+    let nginx = Nginx::start(upstream_port)?;
+    let client_key = "bench-client-key-0123456789";
+    let (mut proxy, proxied) = start_proxy({
+        let mut command = home.command(&keyhelper);
+        command
+            .args(["proxy", "work", "--upstream", &format!("http://{direct}")])
+            .env("KEYHELPER_PROXY_KEY", client_key);
+        command
+    })?;
+    let us = |d: Duration| format!("{:.0} us", d.as_secs_f64() * 1e6);
+    println!(
+        "{:<8} {:<22} {:>10} {:>10} {:>12} {:>12} {:>11}",
+        "clients", "path", "p50", "p99", "added p50", "added p99", "req/s"
+    );
+    let mut verdicts = Vec::new();
+    for connections in [1, 64] {
+        let row = |address: &str, key: &str| -> Result<Load> {
+            load(address, key, connections, Duration::from_millis(500))?; // warm-up
+            load(address, key, connections, duration)
+        };
+        let base = row(&direct, "x")?;
+        let through_nginx = row(&nginx.address, "x")?;
+        let through_keyhelper = row(&proxied, client_key)?;
+        for (label, load) in
+            [("direct", &base), ("nginx", &through_nginx), ("keyhelper proxy", &through_keyhelper)]
+        {
+            let added = |p| load.at(p).saturating_sub(base.at(p));
+            println!(
+                "{connections:<8} {label:<22} {:>10} {:>10} {:>12} {:>12} {:>11.0}",
+                us(load.at(50)),
+                us(load.at(99)),
+                if label == "direct" { "-".into() } else { us(added(50)) },
+                if label == "direct" { "-".into() } else { us(added(99)) },
+                load.per_second
+            );
+        }
+        let added = |load: &Load, p| load.at(p).saturating_sub(base.at(p));
+        verdicts.push(format!(
+            "{connections} client(s): added p50 {} vs nginx {} ({}), added p99 {} vs {} ({}), req/s {:.2}x nginx's ({})",
+            us(added(&through_keyhelper, 50)),
+            us(added(&through_nginx, 50)),
+            if added(&through_keyhelper, 50) <= added(&through_nginx, 50) { "met" } else { "missed" },
+            us(added(&through_keyhelper, 99)),
+            us(added(&through_nginx, 99)),
+            if added(&through_keyhelper, 99) <= added(&through_nginx, 99) { "met" } else { "missed" },
+            through_keyhelper.per_second / through_nginx.per_second,
+            if through_keyhelper.per_second >= 0.9 * through_nginx.per_second { "met" } else { "missed" },
+        ));
+    }
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    println!();
+    for verdict in verdicts {
+        println!("{verdict}");
+    }
+    Ok(())
+}
+
+/// A temporary home whose credential `work` comes from a fake `az` that
+/// answers at once with a token valid until 2100.
+struct ProxyHome {
+    dir: std::path::PathBuf,
+}
+
+impl ProxyHome {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("keyhelper-proxy-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin"))?;
+        std::fs::create_dir_all(dir.join(".config/keyhelper"))?;
+        let az = dir.join("bin/az");
+        std::fs::write(
+            &az,
+            "#!/bin/sh\necho '{\"accessToken\":\"eyJ0eXAi.bench.token\",\"expires_on\":4102444800}'\n",
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::write(
+            dir.join(".config/keyhelper/config.toml"),
+            "[credentials.work]\nprovider = \"azure\"\n",
+        )?;
+        Ok(Self { dir })
+    }
+
+    fn command(&self, program: &std::path::Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env_clear()
+            .env("HOME", &self.dir)
+            .env("XDG_CONFIG_HOME", self.dir.join(".config"))
+            .env("XDG_CACHE_HOME", self.dir.join(".cache"))
+            .env("XDG_DATA_HOME", self.dir.join(".local/share"))
+            .env("XDG_STATE_HOME", self.dir.join(".local/state"))
+            .env("PATH", format!("{}:/usr/bin:/bin", self.dir.join("bin").display()));
+        command
+    }
+}
+
+impl Drop for ProxyHome {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -50,7 +50,7 @@ pub struct Authorization {
 
 /// The copy in memory and when to look again.
 struct Memo {
-    authorization: Authorization,
+    authorization: Arc<Authorization>,
     /// From then on, look again in the background.
     look_again: Instant,
     /// From then on, a request waits for a fresh copy.
@@ -67,7 +67,7 @@ struct Shared {
 
 enum Job {
     /// A request waits for the answer.
-    Ask { rejected: Option<Secret>, reply: oneshot::Sender<Result<Authorization, Failure>> },
+    Ask { rejected: Option<Secret>, reply: oneshot::Sender<Result<Arc<Authorization>, Failure>> },
     /// Nobody waits: update the copy in memory, renewing if due.
     LookAgain,
 }
@@ -117,7 +117,7 @@ impl CredentialSource {
     /// The current header: the copy in memory while it is above its floor
     /// (asking for a new look in the background once it is due), else a
     /// fresh one.
-    pub async fn current(&self) -> Result<Authorization, Failure> {
+    pub async fn current(&self) -> Result<Arc<Authorization>, Failure> {
         let now = Instant::now();
         let held = {
             let memo = self.shared.memo.lock().expect("memo lock");
@@ -137,7 +137,7 @@ impl CredentialSource {
     /// A new header after the upstream rejected `rejected`: the cached copy of
     /// that secret is dropped and the credential fetched again (unless another
     /// request already did).
-    pub async fn renew_after_rejection(&self, rejected: &Secret) -> Result<Authorization, Failure> {
+    pub async fn renew_after_rejection(&self, rejected: &Secret) -> Result<Arc<Authorization>, Failure> {
         let current = self.shared.memo.lock().expect("memo lock").as_ref().map(|m| m.authorization.clone());
         if let Some(current) = current.filter(|a| a.secret != *rejected) {
             return Ok(current);
@@ -145,7 +145,7 @@ impl CredentialSource {
         self.ask(Some(rejected.clone())).await
     }
 
-    async fn ask(&self, rejected: Option<Secret>) -> Result<Authorization, Failure> {
+    async fn ask(&self, rejected: Option<Secret>) -> Result<Arc<Authorization>, Failure> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job::Ask { rejected, reply })
@@ -206,9 +206,9 @@ impl Worker<'_> {
     }
 
     /// Gets the credential through the broker and keeps its header in memory.
-    fn look(&self) -> Result<Authorization, Failure> {
+    fn look(&self) -> Result<Arc<Authorization>, Failure> {
         let served = self.broker.get(&self.credential, GetOptions::default())?;
-        let authorization = authorization(&served, &self.headers)?;
+        let authorization = Arc::new(authorization(&served, &self.headers)?);
         let now = Instant::now();
         let at = |unix: i64| {
             let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));

@@ -44,7 +44,7 @@ const HOP_BY_HOP: [&str; 8] =
 /// The proxy's request handler.
 pub struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
-    route: Route,
+    route: Arc<Route>,
     client_key: ClientKey,
 }
 
@@ -56,17 +56,12 @@ enum OutgoingBody {
 impl Forwarder {
     /// A forwarder along `route` over TLS (the platform's roots, or
     /// `--upstream-ca`) or plain HTTP, with pooled keep-alive connections.
-    pub fn new(options: &ProxyOptions, route: Route, client_key: ClientKey) -> Result<Self, Failure> {
+    pub fn new(options: &ProxyOptions, route: Arc<Route>, client_key: ClientKey) -> Result<Self, Failure> {
         let tls = tls_config(options)?;
         let connector =
             HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { client, route, client_key })
-    }
-
-    /// The API family of its route.
-    pub fn family(&self) -> keyhelper_core::manifest::ApiFamily {
-        self.route.family
     }
 
     /// Handles one client request; every failure becomes a JSON error response.
@@ -208,10 +203,17 @@ impl Forwarder {
         body: OutgoingBody,
         authorization: &Authorization,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        let mut request =
-            Request::builder().method(parts.method.clone()).uri(uri.clone()).version(hyper::Version::HTTP_11);
-        let headers = request.headers_mut().expect("a fresh builder has headers");
-        copy_end_to_end(&parts.headers, headers);
+        let body: ProxyBody = match body {
+            OutgoingBody::Replayable(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),
+            OutgoingBody::Streaming(incoming) => incoming.boxed(),
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.version_mut() = hyper::Version::HTTP_11;
+        let headers = request.headers_mut();
+        *headers = parts.headers.clone();
+        keep_end_to_end(headers);
         for name in CREDENTIAL_HEADERS {
             headers.remove(name);
         }
@@ -219,11 +221,7 @@ impl Forwarder {
             headers.insert(name.clone(), value.clone());
         }
         headers.insert(authorization.name.clone(), authorization.value.clone());
-        let body: ProxyBody = match body {
-            OutgoingBody::Replayable(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),
-            OutgoingBody::Streaming(incoming) => incoming.boxed(),
-        };
-        self.client.request(request.body(body).expect("method, uri and headers are valid")).await
+        self.client.request(request).await
     }
 }
 
@@ -244,33 +242,30 @@ async fn read_error_body(
 }
 
 /// A response whose body was read, given back as it came.
-fn rebuilt(head: hyper::http::response::Parts, body: Bytes) -> Response<ProxyBody> {
-    let mut out = Response::builder().status(head.status);
-    copy_end_to_end(&head.headers, out.headers_mut().expect("a fresh builder has headers"));
-    out.headers_mut().expect("a fresh builder has headers").remove(header::CONTENT_LENGTH);
-    out.body(Full::new(body).map_err(|never| match never {}).boxed()).expect("status and headers are valid")
+fn rebuilt(mut head: hyper::http::response::Parts, body: Bytes) -> Response<ProxyBody> {
+    keep_end_to_end(&mut head.headers);
+    head.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(head, Full::new(body).map_err(|never| match never {}).boxed())
 }
 
 /// The upstream's response, its body streamed as it arrives.
 fn pass_back(response: Response<Incoming>) -> Response<ProxyBody> {
-    let (parts, body) = response.into_parts();
-    let mut out = Response::builder().status(parts.status);
-    copy_end_to_end(&parts.headers, out.headers_mut().expect("a fresh builder has headers"));
-    out.body(body.boxed()).expect("status and headers are valid")
+    let (mut head, body) = response.into_parts();
+    keep_end_to_end(&mut head.headers);
+    Response::from_parts(head, body.boxed())
 }
 
-fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
-    let named_in_connection: Vec<String> = from
+/// Removes the hop-by-hop headers (and those `Connection` names), which
+/// describe one connection, not the message.
+fn keep_end_to_end(headers: &mut HeaderMap) {
+    let named_in_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .collect();
-    for (name, value) in from {
-        let lower = name.as_str();
-        if !HOP_BY_HOP.contains(&lower) && !named_in_connection.iter().any(|n| n == lower) {
-            to.append(name.clone(), value.clone());
-        }
+    for name in HOP_BY_HOP.iter().copied().chain(named_in_connection.iter().map(String::as_str)) {
+        headers.remove(name);
     }
 }
 

@@ -97,7 +97,7 @@ impl Route {
         let mut secrets = Vec::new();
         for (position, backend) in self.backends.iter().enumerate() {
             match backend.source.current().await {
-                Ok(authorization) => secrets.push(authorization.secret),
+                Ok(authorization) => secrets.push(authorization.secret.clone()),
                 Err(failure) if position == 0 => {
                     return Err(failure.context(format!("credential '{}'", backend.credential)));
                 }
