@@ -113,6 +113,7 @@ pub fn render(
                 Failure::new(ExitClass::Usage, "this provider names no environment variable for its secret")
                     .hint("use `keyhelper run --env NAME=credential` or `export NAME=$(keyhelper get …)`")
             })?;
+            refuse_line_breaks(secret, "--format env")?;
             format!("{name}={secret}")
         }
         Format::K8s => {
@@ -134,6 +135,21 @@ pub fn render(
         out.push('\n');
     }
     Ok(out)
+}
+
+/// Refuses a secret holding CR, LF or NUL for a line-based output (`what`),
+/// where it would end its line and inject others (`host=` into git's
+/// credential protocol, a second variable into `--format env`). JSON and
+/// quoted outputs carry such secrets safely. Never quotes the secret.
+pub fn refuse_line_breaks(secret: &str, what: &str) -> Result<(), Failure> {
+    if !secret.contains(['\r', '\n', '\0']) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        ExitClass::Usage,
+        format!("the secret holds a line break or NUL, which {what} cannot carry without injecting lines"),
+    )
+    .hint("use a JSON output (`--format json`, the docker helper) or `keyhelper run --env`"))
 }
 
 /// `credential_process` output from a secret that is a JSON object with
@@ -228,6 +244,19 @@ mod tests {
             Conventions { header: Some("api-key".into()), header_prefix: String::new(), ..openai() };
         assert_eq!(render_ok(&c, Format::Headers, &azure_key), r#"{"api-key":"sk-abc"}"#);
         assert!(render(&c, Format::Env, &Conventions::default(), false).is_err());
+    }
+
+    #[test]
+    fn line_based_output_refuses_line_breaks_and_never_echoes_them() {
+        for bad in ["sk-abc\nEVIL=1", "sk-abc\rx", "sk\0abc"] {
+            let err = render(&credential(bad, None), Format::Env, &openai(), false).unwrap_err();
+            assert_eq!(err.class, ExitClass::Usage);
+            assert!(!err.to_string().contains("sk-abc") && !err.to_string().contains("EVIL"), "{err}");
+            let json: Value =
+                serde_json::from_str(&render_ok(&credential(bad, None), Format::Json, &openai())).unwrap();
+            assert_eq!(json["token"], bad, "JSON keeps a multi-line secret intact");
+        }
+        assert!(refuse_line_breaks("sk-abc", "git").is_ok());
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub fn run(env: &Environment, args: &GitCredentialArgs) -> Result<(), Failure> {
         "get" => {
             let served = env.broker(&config)?.get(&binding.credential, GetOptions::default())?;
             let username = binding.username.as_deref().or(attribute("username")).unwrap_or(DEFAULT_USERNAME);
-            let mut reply = format!("username={username}\npassword={}\n", served.credential.secret.expose());
+            let secret = served.credential.secret.expose();
+            output::refuse_line_breaks(secret, "git's credential protocol")?;
+            let mut reply = format!("username={username}\npassword={secret}\n");
             if let Some(expires_at) = served.credential.expires_at {
                 reply.push_str(&format!("password_expiry_utc={expires_at}\n"));
             }
