@@ -187,6 +187,30 @@ fn a_revoked_token_is_renewed_and_the_request_retried_once() {
 }
 
 #[test]
+fn a_token_refused_again_after_its_renewal_is_renewed_once_not_per_request() {
+    let home = Home::new("proxy-herd");
+    let calls = home.bin().join("calls");
+    // The provider keeps handing out the same token (as `az` does from its
+    // own cache), and the upstream refuses it.
+    home.fake_tool(
+        "az",
+        &format!(
+            "#!/bin/sh\necho call >> '{}'\necho '{{\"accessToken\":\"token-1-4102444800\",\"expires_on\":4102444800}}'\n",
+            calls.display()
+        ),
+    );
+    home.write_config("[credentials.work]\nprovider = \"azure\"\n");
+    let upstream = Upstream::start(&home, None);
+    std::fs::write(&upstream.min_token, "2").unwrap();
+    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &[]);
+    for _ in 0..5 {
+        assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 401);
+    }
+    assert_eq!(az_calls(&home), 2, "one fetch, one renewal after the first 401; then the 401s pass");
+    assert_eq!(upstream.statuses(), [401; 5], "the renewed copy was the same token: not sent again");
+}
+
+#[test]
 fn clients_without_the_key_get_401_and_never_reach_the_upstream() {
     let home = home("proxy-client-key", 3600);
     let upstream = Upstream::start(&home, None);

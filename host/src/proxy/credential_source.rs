@@ -63,6 +63,16 @@ struct Shared {
     memo: Mutex<Option<Memo>>,
     /// Whether a background look is queued or running.
     looking: AtomicBool,
+    /// The last secret an upstream refused and that was renewed for: it is
+    /// renewed once, not on every 401 (a herd of provider calls when the
+    /// provider hands the same token back).
+    renewed_after: Mutex<Option<Secret>>,
+}
+
+impl Shared {
+    fn already_renewed_after(&self, rejected: &Secret) -> bool {
+        self.renewed_after.lock().expect("renewal lock").as_ref() == Some(rejected)
+    }
 }
 
 enum Job {
@@ -135,14 +145,19 @@ impl CredentialSource {
     }
 
     /// A new header after the upstream rejected `rejected`: the cached copy of
-    /// that secret is dropped and the credential fetched again (unless another
-    /// request already did).
-    pub async fn renew_after_rejection(&self, rejected: &Secret) -> Result<Arc<Authorization>, Failure> {
+    /// that secret is dropped and the credential fetched again, once per
+    /// secret (unless another request already did). `None` when there is
+    /// nothing new to try: the 401 goes to the client.
+    pub async fn renew_after_rejection(&self, rejected: &Secret) -> Result<Option<Arc<Authorization>>, Failure> {
         let current = self.shared.memo.lock().expect("memo lock").as_ref().map(|m| m.authorization.clone());
         if let Some(current) = current.filter(|a| a.secret != *rejected) {
-            return Ok(current);
+            return Ok(Some(current));
         }
-        self.ask(Some(rejected.clone())).await
+        if self.shared.already_renewed_after(rejected) {
+            return Ok(None);
+        }
+        let renewed = self.ask(Some(rejected.clone())).await?;
+        Ok(Some(renewed).filter(|a| a.secret != *rejected))
     }
 
     async fn ask(&self, rejected: Option<Secret>) -> Result<Arc<Authorization>, Failure> {
@@ -184,8 +199,9 @@ impl Worker<'_> {
     fn run(&self, job: Job) {
         match job {
             Job::Ask { rejected, reply } => {
-                if let Some(rejected) = &rejected {
-                    self.broker.forget_rejected(&self.credential, rejected);
+                if let Some(rejected) = rejected.filter(|r| !self.shared.already_renewed_after(r)) {
+                    self.broker.forget_rejected(&self.credential, &rejected);
+                    *self.shared.renewed_after.lock().expect("renewal lock") = Some(rejected);
                 }
                 let _ = reply.send(self.look());
             }

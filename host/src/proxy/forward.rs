@@ -179,7 +179,18 @@ impl Forwarder {
                     .renew_after_rejection(&authorization.secret)
                     .await
                     .map_err(|f| credential_error(&f))?;
-                self.send(parts, &uri, OutgoingBody::Replayable(bytes.clone()), &renewed).await
+                match renewed {
+                    Some(renewed) => {
+                        self.send(parts, &uri, OutgoingBody::Replayable(bytes.clone()), &renewed).await
+                    }
+                    None => {
+                        tracing::info!(
+                            "'{}' was already renewed after a 401 and its provider gives the same secret; the 401 goes to the client",
+                            backend.credential
+                        );
+                        Ok(response)
+                    }
+                }
             }
             (first, _) => first,
         };
