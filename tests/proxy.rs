@@ -104,12 +104,13 @@ impl Proxy {
     fn start(home: &Home, upstream: &str, extra: &[&str]) -> Self {
         let mut args = vec!["proxy", "work", "--upstream", upstream];
         args.extend_from_slice(extra);
-        let mut child = home
-            .keyhelper(&args)
-            .env("KEYHELPER_PROXY_KEY", CLIENT_KEY)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Self::spawn(home.keyhelper(&args))
+    }
+
+    /// Starts `command` (a `keyhelper proxy …`) and waits until it listens.
+    fn spawn(mut command: Command) -> Self {
+        let mut child =
+            command.env("KEYHELPER_PROXY_KEY", CLIENT_KEY).stderr(Stdio::piped()).spawn().unwrap();
         let lines = support::BoundedLines::new(child.stderr.take().unwrap());
         let address = loop {
             let line = lines.next_line().expect("the proxy exited before listening");
@@ -123,6 +124,15 @@ impl Proxy {
 
     fn base(&self) -> String {
         format!("http://{}/v1", self.address)
+    }
+
+    /// A keep-alive connection that has had one request answered.
+    fn open_connection(&self) -> TcpStream {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream.set_read_timeout(Some(support::CHILD_TIMEOUT)).unwrap();
+        send_models_request(&mut stream, &self.address);
+        assert!(read_response_head(&mut stream).starts_with("HTTP/1.1 200"));
+        stream
     }
 
     /// One raw HTTP/1.1 request; returns status and body.
@@ -144,6 +154,32 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes a keep-alive `GET /v1/models` with the client key.
+fn send_models_request(stream: &mut TcpStream, host: &str) {
+    write!(stream, "GET /v1/models HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {CLIENT_KEY}\r\n\r\n")
+        .unwrap();
+}
+
+/// Reads one response whose body has a Content-Length; returns its head.
+fn read_response_head(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "the connection closed mid-response");
+        seen.push(byte[0]);
+    }
+    let head = String::from_utf8(seen).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head
 }
 
 fn openai_session(proxy: &Proxy, seconds: u32) -> serde_json::Value {
@@ -208,6 +244,84 @@ fn a_token_refused_again_after_its_renewal_is_renewed_once_not_per_request() {
     }
     assert_eq!(az_calls(&home), 2, "one fetch, one renewal after the first 401; then the 401s pass");
     assert_eq!(upstream.statuses(), [401; 5], "the renewed copy was the same token: not sent again");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let home = home("proxy-slow-client", 3600);
+    let upstream = Upstream::start(&home, None);
+    let proxy =
+        Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &["--header-timeout", "1"]);
+    let mut slow = TcpStream::connect(&proxy.address).unwrap();
+    slow.set_read_timeout(Some(support::CHILD_TIMEOUT)).unwrap();
+    write!(slow, "GET /v1/models HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut rest = Vec::new();
+    // Without a header timeout this read would wait for CHILD_TIMEOUT and fail.
+    slow.read_to_end(&mut rest).expect("the proxy closed the connection");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+    assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 200, "others are still served");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_until_one_closes() {
+    let home = home("proxy-connection-limit", 3600);
+    let upstream = Upstream::start(&home, None);
+    let proxy =
+        Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &["--max-connections", "2"]);
+    let first = proxy.open_connection();
+    let _second = proxy.open_connection();
+    let mut third = TcpStream::connect(&proxy.address).unwrap();
+    send_models_request(&mut third, &proxy.address);
+    third.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut byte = [0u8; 1];
+    let waited = third.read(&mut byte).unwrap_err().kind();
+    assert!(
+        matches!(waited, std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        "a third connection was served beyond the limit of 2"
+    );
+    drop(first);
+    third.set_read_timeout(Some(support::CHILD_TIMEOUT)).unwrap();
+    assert!(read_response_head(&mut third).starts_with("HTTP/1.1 200"), "served once a slot freed");
+}
+
+/// With its file descriptors used up, the proxy pauses accepting instead of
+/// retrying at once (which spun a core at 100 %), and recovers.
+#[test]
+fn running_out_of_file_descriptors_does_not_spin() {
+    let home = home("proxy-emfile", 3600);
+    let upstream = Upstream::start(&home, None);
+    let mut command = home.command("sh");
+    command.args(["-c", "ulimit -n 40 && exec \"$0\" \"$@\""]).arg(support::keyhelper_exe()).args([
+        "proxy",
+        "work",
+        "--upstream",
+        &format!("http://127.0.0.1:{}", upstream.port),
+    ]);
+    let proxy = Proxy::spawn(command);
+    let held: Vec<TcpStream> = (0..60).filter_map(|_| TcpStream::connect(&proxy.address).ok()).collect();
+    assert!(held.len() >= 40, "the kernel queued the connections the proxy cannot accept");
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", proxy.child.id())).unwrap();
+        let fields: Vec<u64> = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        fields[0] + fields[1]
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = cpu() - before;
+    // A spinning accept loop burns ~200 ticks (100 Hz) in 2 s; pausing 100 ms
+    // between tries takes a few.
+    assert!(ticks < 40, "the proxy used {ticks} CPU ticks in 2 s while out of descriptors");
+    drop(held);
+    assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 200, "it accepts again");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use clap::Args;
 use keyhelper_core::failure::{ExitClass, Failure};
 
 use crate::environment::Environment;
-use crate::proxy::{self, ClientKey, ProxyOptions};
+use crate::proxy::{self, ClientKey, ConnectionLimits, ProxyOptions};
 
 /// The variable `keyhelper proxy` takes its client key from, when set.
 const CLIENT_KEY_VAR: &str = "KEYHELPER_PROXY_KEY";
@@ -40,6 +40,14 @@ pub struct ProxyArgs {
     /// Allow plain http:// to a non-loopback upstream (the secret crosses the network in clear).
     #[arg(long)]
     pub allow_insecure_upstream: bool,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a client may take to send a request's headers before it is cut off.
+    #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::HEADER_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
     /// Print where the proxy listens and the client's variables as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -60,6 +68,10 @@ pub fn run(env: Environment, args: ProxyArgs) -> Result<(), Failure> {
             header_prefix: args.header_prefix,
             upstream_ca: args.upstream_ca,
             allow_insecure_upstream: args.allow_insecure_upstream,
+            limits: ConnectionLimits {
+                max_connections: args.max_connections as usize,
+                header_timeout: std::time::Duration::from_secs(args.header_timeout),
+            },
         },
         args.json,
     )

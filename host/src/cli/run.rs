@@ -26,7 +26,7 @@ use keyhelper_core::resolve::resolve;
 use super::secret_env;
 use crate::environment::Environment;
 use crate::mask::OutputMasker;
-use crate::proxy::{self, ClientKey, ProxyOptions, RunningProxy};
+use crate::proxy::{self, ClientKey, ConnectionLimits, ProxyOptions, RunningProxy};
 
 /// Arguments of `keyhelper run`.
 #[derive(Debug, Args)]
@@ -147,6 +147,7 @@ fn start_proxies(
                 header_prefix: None,
                 upstream_ca: None,
                 allow_insecure_upstream: args.allow_insecure_upstream,
+                limits: ConnectionLimits::default(),
             };
             proxy::start(env.again()?, options)
         })

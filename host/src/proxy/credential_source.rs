@@ -148,7 +148,10 @@ impl CredentialSource {
     /// that secret is dropped and the credential fetched again, once per
     /// secret (unless another request already did). `None` when there is
     /// nothing new to try: the 401 goes to the client.
-    pub async fn renew_after_rejection(&self, rejected: &Secret) -> Result<Option<Arc<Authorization>>, Failure> {
+    pub async fn renew_after_rejection(
+        &self,
+        rejected: &Secret,
+    ) -> Result<Option<Arc<Authorization>>, Failure> {
         let current = self.shared.memo.lock().expect("memo lock").as_ref().map(|m| m.authorization.clone());
         if let Some(current) = current.filter(|a| a.secret != *rejected) {
             return Ok(Some(current));

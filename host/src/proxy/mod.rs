@@ -24,12 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::manifest::ApiFamily;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::access::ClientKey;
 use self::forward::Forwarder;
@@ -59,7 +60,36 @@ pub struct ProxyOptions {
     pub upstream_ca: Option<PathBuf>,
     /// Whether plain HTTP to a non-loopback upstream is allowed.
     pub allow_insecure_upstream: bool,
+    /// What one client, or many, may hold.
+    pub limits: ConnectionLimits,
 }
+
+/// Bounds on what clients may hold, so a slow or greedy local process
+/// cannot take the proxy from the others.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The default connection limit (room for the proxy benchmark's 64).
+    pub const MAX_CONNECTIONS: usize = 512;
+    /// The default header timeout.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { max_connections: Self::MAX_CONNECTIONS, header_timeout: Self::HEADER_TIMEOUT }
+    }
+}
+
+/// How long accepting pauses after an error such as running out of file
+/// descriptors (EMFILE), instead of retrying at once and spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A proxy listening on its own thread, as `keyhelper run --proxy` uses it:
 /// it stops, letting requests in flight finish, when dropped.
@@ -178,8 +208,16 @@ async fn listen(address: SocketAddr) -> Result<TcpListener, Failure> {
 /// exchange never wake another thread (a multi-threaded runtime spent a
 /// sixth of its time in those wake-ups under load).
 struct Workers {
-    handoff: Vec<tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>>,
+    handoff: Vec<tokio::sync::mpsc::UnboundedSender<Handed>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    slots: Arc<Semaphore>,
+    limits: ConnectionLimits,
+}
+
+/// A connection handed to a worker, with the slot it holds until it ends.
+struct Handed {
+    stream: std::net::TcpStream,
+    slot: OwnedSemaphorePermit,
 }
 
 impl Workers {
@@ -188,21 +226,23 @@ impl Workers {
         let (mut handoff, mut threads) = (Vec::new(), Vec::new());
         for index in 0..count {
             let forwarder = Arc::new(Forwarder::new(options, route.clone(), options.client_key.clone())?);
-            let (send, receive) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+            let (send, receive) = tokio::sync::mpsc::unbounded_channel::<Handed>();
+            let header_timeout = options.limits.header_timeout;
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
                     Failure::new(ExitClass::Internal, format!("cannot start the proxy runtime: {e}"))
                 })?;
             let thread = std::thread::Builder::new()
                 .name(format!("keyhelper-proxy-worker-{index}"))
-                .spawn(move || runtime.block_on(serve_connections(receive, forwarder)))
+                .spawn(move || runtime.block_on(serve_connections(receive, forwarder, header_timeout)))
                 .map_err(|e| {
                     Failure::new(ExitClass::Internal, format!("cannot start a proxy thread: {e}"))
                 })?;
             handoff.push(send);
             threads.push(thread);
         }
-        Ok(Self { handoff, threads })
+        let slots = Arc::new(Semaphore::new(options.limits.max_connections));
+        Ok(Self { handoff, threads, slots, limits: options.limits })
     }
 
     /// Accepts connections, handing them to the workers in turn, until
@@ -210,14 +250,34 @@ impl Workers {
     async fn accept_until(self, listener: TcpListener, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut next = 0;
+        let mut told_full = false;
         loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let Ok(stream) = stream.into_std() else { continue };
-                    let _ = self.handoff[next].send(stream);
-                    next = (next + 1) % self.handoff.len();
+            let slot = match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if !std::mem::replace(&mut told_full, true) {
+                        eprintln!(
+                            "keyhelper: proxy: {} connections open, the limit; new ones wait (raise it with --max-connections)",
+                            self.limits.max_connections
+                        );
+                    }
+                    tokio::select! {
+                        slot = self.slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                        () = &mut stop => break,
+                    }
                 }
+            };
+            tokio::select! {
+                accepted = listener.accept() => match accepted.and_then(|(stream, _)| stream.into_std()) {
+                    Ok(stream) => {
+                        let _ = self.handoff[next].send(Handed { stream, slot });
+                        next = (next + 1) % self.handoff.len();
+                    }
+                    Err(e) => {
+                        tracing::warn!("accepting a connection failed: {e}; pausing");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
                 () = &mut stop => break,
             }
         }
@@ -232,11 +292,12 @@ impl Workers {
 /// A worker: serves each connection it is handed, until the acceptor stops,
 /// then lets requests in flight finish (for at most [`SHUTDOWN_GRACE`]).
 async fn serve_connections(
-    mut handed: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<Handed>,
     forwarder: Arc<Forwarder>,
+    header_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    while let Some(stream) = handed.recv().await {
+    while let Some(Handed { stream, slot }) = handed.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let _ = stream.set_nodelay(true);
         let forwarder = forwarder.clone();
@@ -246,12 +307,15 @@ async fn serve_connections(
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("client connection ended: {e}");
             }
+            drop(slot);
         });
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
