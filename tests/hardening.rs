@@ -68,3 +68,55 @@ fn git_never_receives_lines_injected_by_a_secret() {
         serde_json::from_str(&stdout(&home.run(&["get", "work", "--format", "json"]))).unwrap();
     assert_eq!(json["token"], "eyJpart\nhost=attacker.example\nusername=evil");
 }
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A sealing key or secret store that other users can read is refused, with
+/// the `chmod 600` that fixes it, instead of being used.
+#[test]
+fn keys_and_stores_open_to_other_users_are_refused() {
+    const KEY: &str = "sk-proj-Abc123_def456-GHI789jkl012MNO345pqr678STU901vwx234YZ";
+    let home = Home::new("exposed-store");
+    let run = |args: &[&str], input: Option<&str>| {
+        let mut command = home.keyhelper(args);
+        command.env("KEYHELPER_SECRET_STORE", "file");
+        match input {
+            Some(input) => with_stdin(command, input),
+            None => support::finish(command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()),
+        }
+    };
+    assert!(run(&["login", "openai", "--stdin"], Some(KEY)).status.success());
+    let secrets = home.path().join(".local/share/keyhelper/secrets");
+    for file in ["secrets.key", "secrets.sealed"] {
+        chmod(&secrets.join(file), 0o644);
+        let get = run(&["get", "openai", "--no-cache"], None);
+        assert_eq!(get.status.code(), Some(10), "{file}: {}", stderr(&get));
+        assert!(get.stdout.is_empty());
+        assert!(
+            stderr(&get).contains(&format!("chmod 600 {}", secrets.join(file).display())),
+            "{}",
+            stderr(&get)
+        );
+        assert!(!stderr(&get).contains(KEY));
+        assert_eq!(stderr(&get).lines().count(), 1, "one line: {}", stderr(&get));
+        chmod(&secrets.join(file), 0o600);
+        assert_eq!(stdout(&run(&["get", "openai", "--no-cache"], None)), format!("{KEY}\n"));
+    }
+
+    // The cache key: the cache is not used (neither served from nor written
+    // with a key others may hold), and the warning names the fix.
+    let home = home_with_az_token("exposed-cache-key", "eyJcached", "");
+    assert!(home.run(&["get", "work"]).status.success());
+    let key = home.path().join(".local/share/keyhelper/secrets/cache.key");
+    chmod(&key, 0o640);
+    let calls_before = std::fs::read_dir(home.path().join(".cache/keyhelper/credentials")).unwrap().count();
+    let get = home.run(&["get", "work"]);
+    assert_eq!(stdout(&get), "eyJcached\n", "{}", stderr(&get));
+    assert!(stderr(&get).contains("chmod 600"), "{}", stderr(&get));
+    assert!(stderr(&get).contains("continuing without the credential cache"), "{}", stderr(&get));
+    let entries_after = std::fs::read_dir(home.path().join(".cache/keyhelper/credentials")).unwrap().count();
+    assert_eq!(calls_before, entries_after, "nothing new was written with the exposed key");
+}

@@ -83,6 +83,37 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Reads a file that must be this user's alone (a key or a secret store):
+/// one owned by another user, or with any permission bit for group or
+/// others, is refused with an error naming `chmod 600` rather than used.
+pub fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if metadata.uid() != uid {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} belongs to another user; it must be yours alone: move it aside", path.display()),
+        ));
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is open to other users (mode {mode:04o}), so it is not used: run `chmod 600 {}` (and rotate what it protects if others could read it)",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Whether `path` is owned by this user, is not a symlink, and has none of the
 /// permission bits in `forbidden_mode` (e.g. `0o077` for "private").
 pub fn is_owned_with_mode(path: &Path, forbidden_mode: u32) -> bool {
@@ -109,6 +140,20 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(!is_owned_with_mode(&path, 0o077));
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary files left");
+    }
+
+    #[test]
+    fn read_private_refuses_files_open_to_others() {
+        let base = tempfile::tempdir().unwrap();
+        let path = base.path().join("key");
+        write_atomic(&path, b"k", Durability::Durable).unwrap();
+        assert_eq!(read_private(&path).unwrap(), b"k");
+        for mode in [0o640, 0o604, 0o620, 0o601] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let error = read_private(&path).unwrap_err();
+            assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+            assert!(error.to_string().contains("chmod 600"), "{error}");
+        }
     }
 
     #[test]

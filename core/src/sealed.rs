@@ -31,9 +31,9 @@ pub enum OpenError {
 impl SealingKey {
     /// Loads the key in `path`, creating a random one (0600, in a 0700
     /// directory) if there is none. A concurrent creator may win the race;
-    /// then its key is used.
+    /// then its key is used. A key file open to other users is refused.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        match std::fs::read(path) {
+        match private_fs::read_private(path) {
             Ok(bytes) if bytes.len() == 32 => return Ok(Self::from_bytes(&bytes)),
             Ok(_) => {
                 return Err(std::io::Error::other(format!(
@@ -46,7 +46,7 @@ impl SealingKey {
         }
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
         private_fs::create_new(path, key.as_slice())?;
-        let bytes = std::fs::read(path)?;
+        let bytes = private_fs::read_private(path)?;
         Ok(Self::from_bytes(&bytes))
     }
 

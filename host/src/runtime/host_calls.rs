@@ -136,9 +136,10 @@ impl PluginState {
         }
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
-        let found = self
-            .host_call(|_| secrets.read(&provider, connection))
-            .map_err(|e| HostFailure::Failed(format!("could not read the secret store: {e:#}")))?;
+        let found = self.host_call(|_| secrets.read(&provider, connection)).map_err(|e| {
+            self.store_failure = Some(e.to_string());
+            HostFailure::Failed(format!("could not read the secret store: {e}"))
+        })?;
         Ok(found.map(|secret| {
             let value = secret.expose().to_string();
             self.known_secrets.push(value.clone());

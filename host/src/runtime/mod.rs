@@ -44,8 +44,8 @@ pub enum PluginError {
     Provider {
         /// The provider's failure.
         failure: ProviderFailure,
-        /// Host calls the sandbox refused during the call.
-        denials: Vec<String>,
+        /// What the host saw go wrong during the call.
+        aftermath: Aftermath,
     },
     /// The plugin's bytes do not have the expected sha256.
     #[error(
@@ -304,9 +304,9 @@ impl LoadedPlugin {
         let request = request.to_wit();
         let mut ctx = ctx;
         ctx.known_secrets.push(secret.expose().to_string());
-        let (result, denials) =
+        let (result, aftermath) =
             self.call(ctx, |store, pre| pre.validate(store, &request, secret.expose(), live), |_| None)?;
-        let validation = result.map_err(|e| provider_error(e, denials))?;
+        let validation = result.map_err(|e| provider_error(e, aftermath))?;
         Ok(Validation {
             verdict: match validation.verdict {
                 latest::Verdict::Valid => Verdict::Valid,
@@ -319,9 +319,9 @@ impl LoadedPlugin {
 
     fn credential_result(
         &self,
-        (result, denials): (WitCredentialResult, Vec<String>),
+        (result, aftermath): (WitCredentialResult, Aftermath),
     ) -> Result<Credential, PluginError> {
-        let credential = result.map_err(|e| provider_error(e, denials))?;
+        let credential = result.map_err(|e| provider_error(e, aftermath))?;
         let oversized = |what: &str| PluginError::Stopped {
             plugin: self.name.clone(),
             problem: format!("returned {what}; nothing was used"),
@@ -362,7 +362,7 @@ impl LoadedPlugin {
         ctx: CallContext,
         f: impl FnOnce(&mut Store<PluginState>, &VersionedPre) -> wasmtime::Result<R>,
         returned_secret: impl Fn(&R) -> Option<String>,
-    ) -> Result<(R, Vec<String>), PluginError> {
+    ) -> Result<(R, Aftermath), PluginError> {
         let limits = ctx.limits;
         let mut store = sandbox::new_store(&self.engine, ctx);
         let outcome = f(&mut store, &self.pre);
@@ -372,7 +372,9 @@ impl LoadedPlugin {
         }
         state.report();
         match outcome {
-            Ok(value) => Ok((value, state.denials)),
+            Ok(value) => {
+                Ok((value, Aftermath { denials: state.denials, store_failure: state.store_failure }))
+            }
             Err(e) => Err(self.stopped(&e, &state, limits)),
         }
     }
@@ -411,7 +413,18 @@ fn panic_summary(stderr: &str) -> String {
     format!("{} ({})", message.join(" "), location.trim_end_matches(':'))
 }
 
-fn provider_error(e: latest::ProviderError, denials: Vec<String>) -> PluginError {
+/// What the host saw go wrong during a call that the plugin itself reports
+/// only as its own failure.
+#[derive(Debug, Default)]
+pub struct Aftermath {
+    /// Host calls the sandbox refused.
+    pub denials: Vec<String>,
+    /// Why the secret store could not be read, if it could not: the user's
+    /// store is at fault (exit 10), not the provider.
+    pub store_failure: Option<String>,
+}
+
+fn provider_error(e: latest::ProviderError, aftermath: Aftermath) -> PluginError {
     use latest::ProviderError as E;
     let (kind, failure) = match e {
         E::NeedsLogin(f) => (FailureKind::NeedsLogin, f),
@@ -423,7 +436,7 @@ fn provider_error(e: latest::ProviderError, denials: Vec<String>) -> PluginError
     };
     PluginError::Provider {
         failure: ProviderFailure { kind, message: failure.message, hint: failure.hint },
-        denials,
+        aftermath,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use keyhelper_core::failure::{ExitClass, Failure};
 
-use super::PluginError;
+use super::{Aftermath, PluginError};
 
 /// The kinds of provider failure, each with its own exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,10 @@ impl From<ProviderFailure> for Failure {
 impl From<PluginError> for Failure {
     fn from(error: PluginError) -> Self {
         match error {
+            PluginError::Provider { aftermath: Aftermath { store_failure: Some(problem), .. }, .. } => {
+                Failure::new(ExitClass::Store, problem)
+                    .hint("fix the secret store as the message says; nothing in it was changed")
+            }
             PluginError::Provider { failure, .. } => failure.into(),
             PluginError::Integrity { .. } => Failure::new(ExitClass::Plugin, error.to_string())
                 .hint("reinstall keyhelper (bundled plugins) or the plugin (`keyhelper plugin install`)"),

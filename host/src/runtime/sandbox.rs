@@ -113,6 +113,8 @@ pub struct PluginState {
     pub(super) host_time: Duration,
     /// Capability checks that failed, reported to the user after the call.
     pub(super) denials: Vec<String>,
+    /// Why reading the secret store failed, if it did.
+    pub(super) store_failure: Option<String>,
     /// Log lines from the plugin, redacted and emitted after the call.
     pub(super) logs: Vec<(tracing::Level, String)>,
     /// Secrets the plugin has seen in this call: never allowed in argv, always
@@ -140,6 +142,7 @@ impl PluginState {
             started: Instant::now(),
             host_time: Duration::ZERO,
             denials: Vec::new(),
+            store_failure: None,
             logs: Vec::new(),
             known_secrets,
         }

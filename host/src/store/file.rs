@@ -34,7 +34,7 @@ impl FileBackend {
 
     fn read_all(&self) -> Result<BTreeMap<String, String>, StoreError> {
         let path = self.data_path();
-        let sealed = match std::fs::read(&path) {
+        let sealed = match private_fs::read_private(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
             Err(e) => return Err(e.into()),
