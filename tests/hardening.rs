@@ -120,3 +120,16 @@ fn keys_and_stores_open_to_other_users_are_refused() {
     let entries_after = std::fs::read_dir(home.path().join(".cache/keyhelper/credentials")).unwrap().count();
     assert_eq!(calls_before, entries_after, "nothing new was written with the exposed key");
 }
+
+/// keyhelper holds secrets in memory: it must never write them to a core
+/// dump. Checked from the program `run` starts, which inherits keyhelper's
+/// limit (the test harness's hard limit is higher: only keyhelper lowered it).
+#[test]
+fn keyhelper_never_dumps_core() {
+    let home = home_with_az_token("no-core-dumps", "eyJcore", "");
+    let run =
+        home.run(&["run", "-e", "T=work", "--", "sh", "-c", "grep 'Max core file size' /proc/self/limits"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let fields: Vec<String> = stdout(&run).split_whitespace().map(str::to_string).collect();
+    assert_eq!(fields[4..6], ["0", "0"], "soft and hard core size limits: {}", stdout(&run));
+}

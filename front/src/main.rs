@@ -16,13 +16,14 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use keyhelper_core::failure::ExitClass;
-use keyhelper_core::fast_get;
 use keyhelper_core::invocation::invoked_as_docker_helper;
+use keyhelper_core::{fast_get, platform};
 
 /// The complete program's file name; it lives in the same directory.
 const FULL_EXECUTABLE: &str = "keyhelper-full";
 
 fn main() -> ExitCode {
+    platform::forbid_core_dumps();
     let args: Vec<OsString> = std::env::args_os().collect();
     if !invoked_as_docker_helper(&args)
         && let Some(code) = fast_get::try_serve(&args)

@@ -15,4 +15,6 @@ mod unix;
 use self::process_linux::run_child;
 #[cfg(all(unix, not(target_os = "linux")))]
 use self::process_std::run_child;
-pub use self::unix::{claim_from_environment, find_executable, process_is_running, spawn_renewer};
+pub use self::unix::{
+    claim_from_environment, find_executable, forbid_core_dumps, process_is_running, spawn_renewer,
+};

@@ -88,3 +88,18 @@ pub fn process_is_running(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
+
+/// Keeps secrets in this process's memory out of core dumps: the core size
+/// limit is set to 0 (inherited by the programs keyhelper runs), and on
+/// Linux the process is marked not dumpable, which also keeps other
+/// processes of the same user from attaching to it with ptrace.
+pub fn forbid_core_dumps() {
+    let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: setrlimit reads the struct passed; failure leaves the limit as it was.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_DUMPABLE takes a plain integer argument.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0)
+    };
+}

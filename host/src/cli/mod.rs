@@ -91,6 +91,7 @@ pub enum Command {
 /// Runs the complete keyhelper with the process's arguments; returns its exit
 /// code.
 pub fn main() -> ExitCode {
+    keyhelper_core::platform::forbid_core_dumps();
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if invocation::invoked_as_docker_helper(&args) {
         args.insert(1, "docker-credential".into());
