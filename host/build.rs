@@ -25,18 +25,6 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
-    // The keyhelper executables are linked position-dependent on Linux: as a
-    // PIE the complete one spends ~0.2 ms of every run applying 30,000
-    // relocations to pages it then copies. (Go builds its helpers
-    // the same way; heap, stack and libraries keep their randomisation.) The
-    // shipped build (`cargo xtask install`) is static and position-dependent
-    // through its rustflags already; this covers a plain `cargo build`.
-    let static_build =
-        env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") && !static_build {
-        println!("cargo:rustc-link-arg-bins=-no-pie");
-    }
-
     let plugins = plugin_crates(&root.join("plugins"));
     check_wasm_target();
     let target_dir = root.join("target").join("plugin-build");

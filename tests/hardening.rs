@@ -133,3 +133,47 @@ fn keyhelper_never_dumps_core() {
     let fields: Vec<String> = stdout(&run).split_whitespace().map(str::to_string).collect();
     assert_eq!(fields[4..6], ["0", "0"], "soft and hard core size limits: {}", stdout(&run));
 }
+
+/// Whether `pid` is gone (or a zombie waiting for a parent that will reap it).
+fn is_gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+}
+
+fn wait_for_file(path: &std::path::Path) -> u32 {
+    let deadline = std::time::Instant::now() + support::CHILD_TIMEOUT;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM or SIGINT to keyhelper while its provider runs stops the provider's
+/// whole process tree, not only the command itself.
+#[test]
+fn stopping_keyhelper_stops_everything_its_provider_started() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let home = Home::new("stop-tree");
+        home.fake_tool(
+            "az",
+            "#!/bin/sh\nsleep 300 &\necho $! > \"$HOME/grandchild.pid\"\necho $$ > \"$HOME/az.pid\"\nwait\n",
+        );
+        home.write_config("[credentials.work]\nprovider = \"azure\"\n");
+        let mut get =
+            home.keyhelper(&["get", "work"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let az = wait_for_file(&home.path().join("az.pid"));
+        let grandchild = wait_for_file(&home.path().join("grandchild.pid"));
+        // SAFETY: signals the child process this test started.
+        unsafe { libc::kill(get.id() as libc::pid_t, signal) };
+        support::wait_within(&mut get);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(is_gone(az) && is_gone(grandchild)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(is_gone(az), "signal {signal}: az ({az}) outlived keyhelper");
+        assert!(is_gone(grandchild), "signal {signal}: what az started ({grandchild}) outlived keyhelper");
+    }
+}

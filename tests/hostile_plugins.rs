@@ -93,9 +93,10 @@ fn attack(attack: &str) -> Result<Credential, PluginError> {
 /// A refused host call: the plugin got `denied`, and the host recorded it.
 fn assert_denied(result: Result<Credential, PluginError>, expected: &str) {
     match result {
-        Err(PluginError::Provider { failure, denials }) => {
+        Err(PluginError::Provider { failure, aftermath }) => {
             assert_eq!(failure.kind, FailureKind::Denied, "{failure:?}");
             assert!(failure.message.contains(expected), "message {:?} lacks {expected:?}", failure.message);
+            let denials = &aftermath.denials;
             assert!(denials.iter().any(|d| d.contains(expected)), "denials {denials:?} lack {expected:?}");
         }
         other => panic!("expected a denial, got {other:?}"),
@@ -145,11 +146,72 @@ fn passing_a_secret_in_argv_is_denied() {
 }
 
 #[test]
+fn a_secret_disguised_in_argv_is_denied() {
+    for disguise in ["slice", "base64", "hex"] {
+        assert_denied(
+            attack_with("secret-in-argv-disguised", &[("target", disguise)]),
+            "passing a secret in the arguments of `az` is refused",
+        );
+    }
+}
+
+#[test]
+fn refusals_in_a_loop_are_recorded_within_bounds() {
+    match attack("deny-flood") {
+        Err(PluginError::Provider { failure, aftermath }) => {
+            assert_eq!(failure.kind, FailureKind::Denied, "{failure:?}");
+            assert!(aftermath.denials.len() <= 16, "{} denial records kept", aftermath.denials.len());
+            let bytes: usize = aftermath.denials.iter().map(String::len).sum();
+            assert!(bytes <= 16 * 512, "{bytes} bytes of denial records kept");
+            assert_eq!(
+                aftermath.denials.len() + aftermath.denials_unrecorded,
+                20_001,
+                "every refusal counted"
+            );
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_still_usable();
+}
+
+#[test]
 fn requesting_an_undeclared_url_is_denied_before_connecting() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}/secret", listener.local_addr().unwrap());
     assert_denied(attack_with("undeclared-url", &[("target", &url)]), "is not a granted capability");
+    assert!(listener.accept().is_err(), "the plugin reached the server");
+}
+
+#[test]
+fn a_url_escaping_its_grant_by_dot_segments_is_denied_before_connecting() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    for sneaky in ["/open/../secret", "/open/%2e%2e/secret", "/open/.%2E/secret", "/open/x/../../secret"] {
+        let target = format!("{base}{sneaky}");
+        assert_denied(
+            attack_with("undeclared-url", &[("target", &target), ("base_url", &base)]),
+            "is not a granted capability",
+        );
+    }
+    let with_userinfo = format!("http://user@{}/open/x", listener.local_addr().unwrap());
+    assert_denied(
+        attack_with("undeclared-url", &[("target", &with_userinfo), ("base_url", &base)]),
+        "is not a granted capability",
+    );
+    assert!(listener.accept().is_err(), "the plugin reached the server");
+}
+
+#[test]
+fn a_plugin_cannot_set_the_host_header() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    assert_denied(
+        attack_with("host-header", &[("target", &format!("{base}/allowed")), ("base_url", &base)]),
+        "setting the Host header is not allowed",
+    );
     assert!(listener.accept().is_err(), "the plugin reached the server");
 }
 
@@ -230,6 +292,35 @@ fn a_slow_program_is_killed_at_its_time_limit() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    assert_still_usable();
+}
+
+#[test]
+fn a_call_is_stopped_at_its_wall_clock_deadline_whatever_its_programs_may_take() {
+    let f = fixture();
+    let options: BTreeMap<String, String> = BTreeMap::from([("attack".into(), "slow-program".into())]);
+    let mut limits = test_limits();
+    limits.call = Duration::from_millis(1500);
+    limits.process.timeout = Duration::from_secs(100);
+    let ctx = CallContext {
+        provider: "hostile".into(),
+        grant: CapabilityGrant::new(&f.manifest.capabilities, &f.manifest.capabilities, &options),
+        secrets: Arc::new(FixtureSecrets),
+        limits,
+        known_secrets: Vec::new(),
+    };
+    let request = CallRequest { credential: "hostile".into(), options, interactive: false };
+    let started = std::time::Instant::now();
+    let result = f.plugin.fetch(ctx, &request);
+    let elapsed = started.elapsed();
+    match result {
+        Err(PluginError::Provider { failure, .. }) => {
+            assert!(failure.message.contains("ran past its deadline of 1.5s"), "{failure:?}")
+        }
+        other => panic!("expected the deadline to stop the call, got {other:?}"),
+    }
+    // The program's own limit (100 s) and `sleep 30` would both take far longer.
+    assert!(elapsed < Duration::from_secs(15), "stopped after {elapsed:?}");
     assert_still_usable();
 }
 

@@ -231,3 +231,52 @@ fn a_user_manifest_overrides_the_bundled_one() {
         stderr(&broken)
     );
 }
+
+/// A user manifest is a third-party artifact: one that asks for more than
+/// the bundled provider it replaces is not run until the user grants that,
+/// for its exact bytes.
+#[test]
+fn a_user_manifest_widening_a_bundled_provider_needs_a_grant_pinned_to_its_bytes() {
+    let home = Home::new("manifest-grant");
+    home.fake_tool("az", "#!/bin/sh\necho '{\"accessToken\":\"tok\",\"expires_on\":4102444800}'\n");
+    let bundled = std::fs::read_to_string(support::repo_root().join("providers/azure.toml")).unwrap();
+    let dir = home.path().join(".config/keyhelper/providers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("azure.toml");
+    let refused = |output: &std::process::Output, what: &str| {
+        assert_eq!(output.status.code(), Some(6), "{what}: {}", stderr(output));
+        assert!(output.stdout.is_empty());
+        assert!(stderr(output).contains("asks for what you have not granted"), "{what}: {}", stderr(output));
+        assert!(stderr(output).contains("`keyhelper plugin grant azure`"), "{what}: {}", stderr(output));
+        assert_eq!(stderr(output).lines().count(), 1, "{what}: {}", stderr(output));
+    };
+
+    // Wider arguments: any `az` subcommand.
+    let widened = bundled.replace(r#"args = ["account", "get-access-token", "**"]"#, r#"args = ["**"]"#);
+    assert_ne!(widened, bundled);
+    std::fs::write(&manifest, &widened).unwrap();
+    refused(&home.run(&["get", "azure"]), "widened");
+    let list = stdout(&home.run(&["list"]));
+    assert!(
+        list.contains("(overrides the bundled one); not granted: run `keyhelper plugin grant azure`"),
+        "{list}"
+    );
+    let grant = home.run(&["plugin", "grant", "azure", "--yes"]);
+    assert!(grant.status.success(), "{}", stderr(&grant));
+    assert!(stderr(&grant).contains("run `az **`"), "the grant shows what is asked: {}", stderr(&grant));
+    assert_eq!(stdout(&home.run(&["get", "azure"])), "tok\n");
+
+    // Any edit needs a new grant.
+    std::fs::write(&manifest, format!("{widened}\n# edited\n")).unwrap();
+    refused(&home.run(&["get", "azure"]), "edited");
+
+    // A command given as a path (not looked up on PATH) is beyond the bundled one too.
+    let fixed_path =
+        bundled.replace(r#"command = "az""#, &format!(r#"command = "{}""#, home.bin().join("az").display()));
+    assert_ne!(fixed_path, bundled);
+    std::fs::write(&manifest, &fixed_path).unwrap();
+    refused(&home.run(&["get", "azure"]), "path");
+    let without_terminal = home.run(&["plugin", "grant", "azure"]);
+    assert_ne!(without_terminal.status.code(), Some(0), "no grant without --yes or a terminal");
+    refused(&home.run(&["get", "azure"]), "still not granted");
+}

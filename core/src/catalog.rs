@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::bundled_manifests;
 use crate::capabilities::Capabilities;
 use crate::failure::{ExitClass, Failure};
+use crate::grants::{ManifestGrants, manifest_sha256};
 use crate::installed::InstalledPlugins;
 use crate::manifest::ProviderManifest;
 use crate::sources::SourceFiles;
@@ -23,10 +24,19 @@ pub enum Origin {
         /// The capabilities in the install record.
         granted: Capabilities,
     },
-    /// A manifest the user wrote in `$XDG_CONFIG_HOME/keyhelper/providers/`,
-    /// overriding any provider of the same name; granted what it declares,
-    /// since the user wrote it.
-    UserManifest(PathBuf),
+    /// A manifest in `$XDG_CONFIG_HOME/keyhelper/providers/`, overriding
+    /// any provider of the same name. It is a third-party artifact like any
+    /// other: granted what it declares only within the bundled provider's
+    /// capabilities, or with the user's grant for its exact bytes.
+    UserManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// Whether it replaces a bundled provider.
+        overrides_bundled: bool,
+        /// What it asks beyond the bundled provider's capabilities (all it
+        /// asks, for a new provider) that the user has not granted.
+        ungranted: Capabilities,
+    },
 }
 
 /// The providers this keyhelper knows: bundled, installed, and the user's own
@@ -70,11 +80,13 @@ impl ProviderCatalog {
     }
 
     /// The bundled providers, then those of `installed` plugins, then the
-    /// manifests in `user_dir` (`<name>.toml`), read through `sources`. A
-    /// broken user or installed manifest is an error naming its file.
+    /// manifests in `user_dir` (`<name>.toml`) with the user's `grants`, read
+    /// through `sources`. A broken user or installed manifest is an error
+    /// naming its file.
     pub fn load(
         installed: &InstalledPlugins,
         user_dir: &Path,
+        grants: &ManifestGrants,
         sources: &SourceFiles,
     ) -> Result<Self, Failure> {
         let mut catalog = Self::bundled();
@@ -86,7 +98,7 @@ impl ProviderCatalog {
         let user_files =
             sources.list(user_dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml"));
         for path in user_files {
-            let manifest = read_manifest(&path, sources)?;
+            let (manifest, sha256) = read_manifest_hashed(&path, sources)?;
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             if manifest.name != stem {
                 return Err(Failure::new(
@@ -95,9 +107,20 @@ impl ProviderCatalog {
                 )
                 .hint(format!("rename the file to {}.toml, or set name = \"{stem}\"", manifest.name)));
             }
-            catalog.insert(manifest, Origin::UserManifest(path));
+            let bundled = catalog.bundled_capabilities(&manifest.name);
+            let granted = grants.find(&manifest.name, &sha256, sources).map(|grant| grant.granted);
+            let within = granted.or(bundled.clone()).unwrap_or_default();
+            let ungranted = manifest.capabilities.beyond(&within);
+            let origin = Origin::UserManifest { path, overrides_bundled: bundled.is_some(), ungranted };
+            catalog.insert(manifest, origin);
         }
         Ok(catalog)
+    }
+
+    /// What keyhelper's own provider called `name` declares, if it bundles one.
+    fn bundled_capabilities(&self, name: &str) -> Option<Capabilities> {
+        let text = bundled_manifests::BUNDLED_MANIFESTS.iter().find(|(n, _)| *n == name)?.1;
+        Some(ProviderManifest::parse(text).expect("bundled manifests are checked by tests").capabilities)
     }
 
     fn insert(&mut self, manifest: ProviderManifest, origin: Origin) {
@@ -123,8 +146,30 @@ impl ProviderCatalog {
         let entry = self.entry(name)?;
         Some(match &entry.origin {
             Origin::Installed { granted } => granted.clone(),
-            Origin::Bundled | Origin::UserManifest(_) => entry.manifest().capabilities.clone(),
+            Origin::Bundled => entry.manifest().capabilities.clone(),
+            Origin::UserManifest { ungranted, .. } => entry.manifest().capabilities.beyond(ungranted),
         })
+    }
+
+    /// An error when the provider called `name` is a user manifest asking
+    /// for capabilities the user has not granted: it is not run until they
+    /// are.
+    pub fn check_granted(&self, name: &str) -> Result<(), Failure> {
+        let Some(Origin::UserManifest { path, ungranted, .. }) = self.origin(name) else {
+            return Ok(());
+        };
+        if ungranted.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::new(
+            ExitClass::Denied,
+            format!(
+                "provider manifest {} asks for what you have not granted ({})",
+                path.display(),
+                ungranted.describe().join("; ")
+            ),
+        )
+        .hint(format!("review and grant it with `keyhelper plugin grant {name}`, or remove the file")))
     }
 
     fn entry(&self, name: &str) -> Option<&CatalogEntry> {
@@ -143,12 +188,18 @@ impl ProviderCatalog {
 }
 
 fn read_manifest(path: &Path, sources: &SourceFiles) -> Result<ProviderManifest, Failure> {
+    read_manifest_hashed(path, sources).map(|(manifest, _)| manifest)
+}
+
+/// The manifest in `path` and the sha256 of its bytes.
+fn read_manifest_hashed(path: &Path, sources: &SourceFiles) -> Result<(ProviderManifest, String), Failure> {
     let text = sources.read_to_string(path).map_err(|e| {
         Failure::new(ExitClass::Config, format!("cannot read provider manifest {}: {e}", path.display()))
     })?;
-    ProviderManifest::parse(&text).map_err(|e| {
+    let manifest = ProviderManifest::parse(&text).map_err(|e| {
         Failure::new(ExitClass::Config, format!("provider manifest {} is invalid: {e}", path.display()))
-    })
+    })?;
+    Ok((manifest, manifest_sha256(&text)))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod credential;
 pub mod duration;
 pub mod failure;
 pub mod fast_get;
+pub mod grants;
 pub mod installed;
 pub mod invocation;
 pub mod manifest;

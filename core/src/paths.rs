@@ -45,6 +45,11 @@ impl Dirs {
         self.data_dir.join("plugins")
     }
 
+    /// Where the user's grants to their own provider manifests are kept.
+    pub fn grants_dir(&self) -> PathBuf {
+        self.data_dir.join("grants")
+    }
+
     /// Where compiled plugin artifacts are kept.
     pub fn artifact_dir(&self) -> PathBuf {
         self.cache_dir.join("plugins")

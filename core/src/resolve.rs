@@ -102,6 +102,7 @@ pub fn resolve<'a>(
 ) -> Result<ResolvedCredential<'a>, Failure> {
     if let Some(credential) = config.credentials.get(name) {
         let manifest = catalog.get(&credential.provider).expect("config checks provider names");
+        catalog.check_granted(&credential.provider)?;
         let options = manifest.options_with_defaults(&credential.options);
         return Ok(ResolvedCredential {
             name: name.to_string(),
@@ -118,6 +119,7 @@ pub fn resolve<'a>(
         });
     }
     if let Some(manifest) = catalog.get(name) {
+        catalog.check_granted(name)?;
         if let Some((option, spec)) = manifest.options.iter().find(|(_, o)| o.required && o.default.is_none())
         {
             return Err(Failure::new(

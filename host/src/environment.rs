@@ -9,6 +9,7 @@ use keyhelper_core::cache::CredentialCache;
 use keyhelper_core::catalog::ProviderCatalog;
 use keyhelper_core::config::{Config, StoreChoice};
 use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::grants::ManifestGrants;
 use keyhelper_core::installed::InstalledPlugins;
 use keyhelper_core::paths::Dirs;
 use keyhelper_core::resolve::SECRET_STORE_VAR;
@@ -36,7 +37,8 @@ impl Environment {
         let dirs = Dirs::locate(config_override)?;
         let sources = SourceFiles::default();
         let installed = InstalledPlugins::new(dirs.plugins_dir());
-        let catalog = ProviderCatalog::load(&installed, &dirs.providers_dir, &sources)?;
+        let grants = ManifestGrants::new(dirs.grants_dir());
+        let catalog = ProviderCatalog::load(&installed, &dirs.providers_dir, &grants, &sources)?;
         Ok(Self { dirs, catalog, sources })
     }
 

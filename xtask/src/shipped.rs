@@ -47,7 +47,9 @@ impl ShippedBuild {
         let Some(target) = &self.static_target else {
             return Vec::new();
         };
-        let flags = r#"["-C", "target-feature=+crt-static", "-C", "relocation-model=static"]"#;
+        // Static, but still position-independent (static-pie): the address
+        // space keeps its randomisation (ASLR).
+        let flags = r#"["-C", "target-feature=+crt-static"]"#;
         vec![
             "--target".into(),
             target.clone(),

@@ -4,6 +4,7 @@
 //! allows). (More of keyhelper's OS-specific code moves here as it is
 //! ported.)
 
+mod child_groups;
 pub mod process;
 #[cfg(target_os = "linux")]
 mod process_linux;

@@ -21,6 +21,7 @@ const CHILD_STACK: usize = 64 * 1024;
 pub fn run_child(spec: &ChildSpec<'_>, limits: ProcessLimits) -> Result<ProcessOutput, ProcessError> {
     let program = spec.program;
     let mut child = spawn(spec).map_err(|source| ProcessError::Spawn { program: program.into(), source })?;
+    let _tracked = super::child_groups::track(child.pid);
     let deadline = Instant::now() + limits.timeout;
     let stdin = child.stdin.take();
     let mut watch = Watch::new(&child, stdin, spec.stdin.unwrap_or_default());

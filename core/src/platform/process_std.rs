@@ -37,6 +37,7 @@ pub fn run_child(spec: &ChildSpec<'_>, limits: ProcessLimits) -> Result<ProcessO
         })
     });
     let group = child.id();
+    let _tracked = super::child_groups::track(group as libc::pid_t);
     let stdout = capture(child.stdout.take().expect("stdout was piped"), limits.max_output, group);
     let stderr = capture(child.stderr.take().expect("stderr was piped"), limits.max_output, group);
 

@@ -1,5 +1,6 @@
 //! `keyhelper list`: configured credentials and stored secrets, by name only.
 
+use keyhelper_core::catalog::Origin;
 use keyhelper_core::clock::unix_now;
 use keyhelper_core::failure::Failure;
 
@@ -47,6 +48,30 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
             None => state,
         };
         out.push_str(&format!("{name:<24} {:<22} {state}\n", credential.provider));
+    }
+    let own_manifests: Vec<String> = env
+        .catalog
+        .names()
+        .into_iter()
+        .filter_map(|provider| match env.catalog.origin(provider)? {
+            Origin::UserManifest { path, overrides_bundled, ungranted } => Some(format!(
+                "{provider:<24} {}{}{}",
+                path.display(),
+                if *overrides_bundled { " (overrides the bundled one)" } else { "" },
+                if ungranted.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not granted: run `keyhelper plugin grant {provider}`")
+                }
+            )),
+            _ => None,
+        })
+        .collect();
+    if !own_manifests.is_empty() {
+        out.push_str(&format!("\n{:<24} {}\n", "PROVIDER", "YOUR MANIFEST"));
+        for line in own_manifests {
+            out.push_str(&format!("{line}\n"));
+        }
     }
     if !stored.is_empty() {
         out.push_str(&format!("\n{:<24} {:<22} {}\n", "STORED SECRET", "PROVIDER", "BACKEND"));

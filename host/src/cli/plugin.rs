@@ -10,6 +10,7 @@ use keyhelper_core::capabilities::Capabilities;
 use keyhelper_core::catalog::Origin;
 use keyhelper_core::clock::unix_now;
 use keyhelper_core::failure::{ExitClass, Failure};
+use keyhelper_core::grants::{self, ManifestGrant, ManifestGrants};
 use keyhelper_core::installed::{InstallRecord, InstalledPlugins};
 use keyhelper_core::manifest::ProviderManifest;
 use sha2::{Digest, Sha256};
@@ -49,6 +50,15 @@ pub enum PluginCommand {
         /// The plugin's name.
         name: String,
     },
+    /// Review and grant what your own provider manifest (in
+    /// ~/.config/keyhelper/providers/) asks beyond keyhelper's bundled one.
+    Grant {
+        /// The provider's name.
+        name: String,
+        /// Grant without asking (needed without a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Runs `plugin …`.
@@ -61,7 +71,48 @@ pub fn run(env: &Environment, command: &PluginCommand) -> Result<(), Failure> {
         PluginCommand::List => list(env, &installed),
         PluginCommand::Inspect { name } => inspect(env, &installed, name),
         PluginCommand::Remove { name } => remove(env, &installed, name),
+        PluginCommand::Grant { name, yes } => grant(env, name, *yes),
     }
+}
+
+/// Grants a user manifest what it asks, pinned to its bytes.
+fn grant(env: &Environment, name: &str, yes: bool) -> Result<(), Failure> {
+    let Some(Origin::UserManifest { path, overrides_bundled, ungranted }) = env.catalog.origin(name) else {
+        return Err(Failure::new(
+            ExitClass::Usage,
+            format!("'{name}' is not a provider manifest of yours, so there is nothing to grant"),
+        )
+        .hint(
+            "bundled providers need no grant; installed plugins are granted at `keyhelper plugin install`",
+        ));
+    };
+    if ungranted.is_empty() {
+        eprintln!("keyhelper: {} asks for nothing that is not granted", path.display());
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(ExitClass::Config, format!("cannot read {}: {e}", path.display())))?;
+    let sha256 = grants::manifest_sha256(&text);
+    let beyond = if *overrides_bundled {
+        "beyond keyhelper's bundled provider"
+    } else {
+        "(a provider keyhelper does not bundle)"
+    };
+    eprintln!("keyhelper: {} (sha256 {sha256}) asks {beyond} to:", path.display());
+    for line in describe_or_nothing(ungranted) {
+        eprintln!("  {line}");
+    }
+    confirm_grant(yes)?;
+    let manifest = env.catalog.get(name).expect("the provider exists");
+    let record = ManifestGrant { sha256, granted: manifest.capabilities.clone() };
+    ManifestGrants::new(env.dirs.grants_dir())
+        .record(name, &record)
+        .map_err(|e| Failure::new(ExitClass::Store, format!("cannot record the grant for '{name}': {e}")))?;
+    if let Some(cache) = env.cache() {
+        let _ = cache.clear(|entry| entry.provider == name);
+    }
+    eprintln!("keyhelper: granted; an edit to {} will need a new grant", path.display());
+    Ok(())
 }
 
 fn install(
@@ -280,8 +331,15 @@ fn inspect(env: &Environment, installed: &InstalledPlugins, name: &str) -> Resul
         }
         _ => out.push_str("source:       (plugin not installed)\n"),
     }
-    if let Some(Origin::UserManifest(path)) = env.catalog.origin(name) {
-        out.push_str(&format!("manifest:     {} (overrides the bundled one)\n", path.display()));
+    if let Some(Origin::UserManifest { path, overrides_bundled, ungranted }) = env.catalog.origin(name) {
+        let overrides = if *overrides_bundled { " (overrides the bundled one)" } else { "" };
+        out.push_str(&format!("manifest:     {}{overrides}\n", path.display()));
+        if !ungranted.is_empty() {
+            out.push_str(&format!(
+                "not granted:  {} (`keyhelper plugin grant {name}`)\n",
+                ungranted.describe().join("; ")
+            ));
+        }
     }
     out.push_str("declares:\n");
     for line in describe_or_nothing(&manifest.capabilities) {

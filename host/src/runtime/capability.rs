@@ -18,8 +18,12 @@ impl CapabilityGrant {
     /// in URL patterns replaced by the credential's `options`.
     pub fn new(declared: &Capabilities, granted: &Capabilities, options: &BTreeMap<String, String>) -> Self {
         let mut allowed = declared.intersect(granted);
-        allowed.http =
-            allowed.http.iter().filter_map(|pattern| fill_placeholders(pattern, options)).collect();
+        allowed.http = allowed
+            .http
+            .iter()
+            .filter_map(|pattern| fill_placeholders(pattern, options))
+            .map(|pattern| normalised(&pattern).unwrap_or(pattern))
+            .collect();
         Self { allowed }
     }
 
@@ -58,16 +62,29 @@ impl CapabilityGrant {
         &self.allowed.env
     }
 
-    /// Whether a request to `url` may be sent.
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
-        let denied = || Err(format!("requesting {url} is not a granted capability"));
-        let Some((scheme, rest)) = url.split_once("://") else { return denied() };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        // Userinfo and backslashes are how URL parsers are fooled into another host.
-        if !matches!(scheme, "http" | "https") || authority.contains('@') || url.contains('\\') {
-            return denied();
+    /// Whether a request to `url` may be sent; if so, the URL to send: the
+    /// normalised form that was checked (dot segments, `%2e`, default ports,
+    /// letter case and a trailing dot of the host resolved), so what is
+    /// checked is exactly what is requested.
+    pub fn check_url(&self, url: &str) -> Result<String, String> {
+        let denied = || format!("requesting {url} is not a granted capability");
+        let url = normalised(url).ok_or_else(denied)?;
+        if self.allowed.http.iter().any(|pattern| url_matches(pattern, &url)) {
+            Ok(url)
+        } else {
+            Err(denied())
         }
-        if self.allowed.http.iter().any(|pattern| url_matches(pattern, url)) { Ok(()) } else { denied() }
+    }
+
+    /// Whether a plugin may set the request header `name`: not those that
+    /// decide where a request goes or how it is framed.
+    pub fn check_header(&self, name: &str) -> Result<(), String> {
+        const RESERVED: [&str; 5] = ["host", "content-length", "transfer-encoding", "connection", "upgrade"];
+        if RESERVED.iter().any(|reserved| name.trim().eq_ignore_ascii_case(reserved)) {
+            Err(format!("setting the {name} header is not allowed (the host sets it from the granted URL)"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether the plugin may read its provider's stored secrets.
@@ -104,6 +121,24 @@ fn fill_placeholders(pattern: &str, options: &BTreeMap<String, String>) -> Optio
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// `url` parsed and serialised again, if it is plain http(s) without
+/// userinfo: the form the request is checked and sent in.
+fn normalised(url: &str) -> Option<String> {
+    let mut parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return None;
+    }
+    let host = parsed.host_str()?.to_string();
+    if let Some(bare) = host.strip_suffix('.') {
+        parsed.set_host(Some(bare)).ok()?;
+    }
+    parsed.set_fragment(None);
+    Some(parsed.to_string())
 }
 
 /// Glob match where `*` matches any run of characters, but the scheme and host
@@ -186,6 +221,44 @@ mod tests {
         assert!(g.check_url("https://example.com.evil.net/api/").is_err());
         assert!(g.check_url("https://example.com@evil.net/api/x").is_err());
         assert!(g.check_url("file:///etc/passwd").is_err());
+    }
+
+    #[test]
+    fn urls_are_checked_as_they_will_be_requested() {
+        let g = grant(&[]);
+        for sneaky in [
+            "https://example.com/api/../admin",
+            "https://example.com/api/%2e%2e/admin",
+            "https://example.com/api/.%2E/admin",
+            "https://user:pw@example.com/api/x",
+            "https://example.com\\@evil.net/api/x",
+            "https://example.com:8443/api/x",
+        ] {
+            assert!(g.check_url(sneaky).is_err(), "{sneaky}");
+        }
+        for (equivalent, sent) in [
+            ("https://EXAMPLE.com/api/x", "https://example.com/api/x"),
+            ("https://example.com:443/api/x", "https://example.com/api/x"),
+            ("https://example.com./api/./x#frag", "https://example.com/api/x"),
+        ] {
+            assert_eq!(g.check_url(equivalent).as_deref(), Ok(sent), "{equivalent}");
+        }
+        let v6 = CapabilityGrant::new(
+            &Capabilities { http: vec!["http://[::1]:8080/v1/*".into()], ..caps() },
+            &Capabilities { http: vec!["http://[::1]:8080/v1/*".into()], ..caps() },
+            &BTreeMap::new(),
+        );
+        assert!(v6.check_url("http://[0:0::1]:8080/v1/models").is_ok());
+        assert!(v6.check_url("http://[::2]:8080/v1/models").is_err());
+    }
+
+    #[test]
+    fn headers_that_steer_the_request_are_the_hosts() {
+        let g = grant(&[]);
+        for name in ["Host", "host", "Content-Length", "Transfer-Encoding"] {
+            assert!(g.check_header(name).is_err(), "{name}");
+        }
+        assert!(g.check_header("Authorization").is_ok());
     }
 
     #[test]

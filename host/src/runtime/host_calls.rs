@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 use keyhelper_core::platform::process::{self, ProcessError, ProcessOutput};
 
+use super::argv_guard::SecretPieces;
 use super::http;
 use super::sandbox::PluginState;
 
@@ -15,6 +16,10 @@ const MAX_LOG_LINE: usize = 4096;
 const MAX_LOG_LINES: usize = 256;
 /// Secrets shorter than this are not searched for in argv (too many false hits).
 const MIN_SECRET_LEN_FOR_ARGV_CHECK: usize = 6;
+/// Most refused host calls recorded per call, and the longest record kept:
+/// a plugin refused in a loop must not grow the host's memory.
+const MAX_DENIALS: usize = 16;
+const MAX_DENIAL_LEN: usize = 512;
 
 /// Why a host call did not complete, before it is put in the `host-error` of
 /// the plugin's contract version.
@@ -57,8 +62,12 @@ impl From<http::HttpError> for HostFailure {
 impl PluginState {
     /// Records a refused host call and builds the error the plugin receives.
     fn deny(&mut self, reason: String) -> HostFailure {
-        tracing::debug!("plugin for '{}' denied: {reason}", self.call.provider);
-        self.denials.push(reason.clone());
+        if self.denials.len() < MAX_DENIALS {
+            tracing::debug!("plugin for '{}' denied: {reason}", self.call.provider);
+            self.denials.push(truncated(&reason, MAX_DENIAL_LEN).to_string());
+        } else {
+            self.denials_unrecorded += 1;
+        }
         HostFailure::Denied(reason)
     }
 
@@ -75,10 +84,11 @@ impl PluginState {
         if let Err(reason) = verdict {
             return Err(self.deny(reason));
         }
-        let leaks_secret = self.known_secrets.iter().any(|secret| {
-            secret.len() >= MIN_SECRET_LEN_FOR_ARGV_CHECK
-                && args.iter().any(|arg| arg.contains(secret.as_str()))
-        });
+        let leaks_secret =
+            self.known_secrets.iter().filter(|s| s.len() >= MIN_SECRET_LEN_FOR_ARGV_CHECK).any(|secret| {
+                let pieces = SecretPieces::of(secret);
+                args.iter().any(|arg| pieces.revealed_by(arg))
+            });
         if leaks_secret {
             return Err(self.deny(format!(
                 "passing a secret in the arguments of `{program}` is refused (other users can read argv); pass it on stdin or in an environment variable"
@@ -111,8 +121,17 @@ impl PluginState {
         self.check_command(program, args, extra_env)?;
         let env = self.child_env(extra_env);
         tracing::debug!("running `{program} {}`", args.join(" "));
-        let limits = self.call.limits.process;
-        Ok(self.host_call(|_| process::run(program, args, &env, stdin, limits))?)
+        let mut limits = self.call.limits.process;
+        let left = self.time_left().map_err(HostFailure::TimedOut)?;
+        let cut_by_deadline = left < limits.timeout;
+        limits.timeout = limits.timeout.min(left);
+        self.host_call(|_| process::run(program, args, &env, stdin, limits)).map_err(|e| match e {
+            ProcessError::TimedOut { .. } if cut_by_deadline => HostFailure::TimedOut(format!(
+                "`{program}` was stopped: the plugin call ran past its deadline of {}s",
+                self.call.limits.call.as_secs_f32()
+            )),
+            other => other.into(),
+        })
     }
 
     /// `env-var`: a declared variable of keyhelper's environment.
@@ -149,12 +168,18 @@ impl PluginState {
 
     /// `http`: a request to a declared URL pattern.
     fn send_http(&mut self, request: &http::Request<'_>) -> Result<http::Response, HostFailure> {
-        if let Err(reason) = self.call.grant.check_url(request.url) {
-            return Err(self.deny(reason));
-        }
+        let checked = self.call.grant.check_url(request.url).and_then(|url| {
+            request.headers.iter().try_for_each(|(name, _)| self.call.grant.check_header(name)).map(|()| url)
+        });
+        let url = match checked {
+            Ok(url) => url,
+            Err(reason) => return Err(self.deny(reason)),
+        };
         let limits = self.call.limits;
-        tracing::debug!("{} {}", request.method, request.url);
-        Ok(self.host_call(|_| http::send(request, limits.http_timeout, limits.http_max_body))?)
+        let timeout = limits.http_timeout.min(self.time_left().map_err(HostFailure::TimedOut)?);
+        tracing::debug!("{} {url}", request.method);
+        let request = http::Request { url: &url, ..*request };
+        Ok(self.host_call(|_| http::send(&request, timeout, limits.http_max_body))?)
     }
 
     /// `log`: kept (bounded) and emitted, redacted, after the call.
@@ -162,12 +187,15 @@ impl PluginState {
         if self.logs.len() >= MAX_LOG_LINES {
             return;
         }
-        if message.len() > MAX_LOG_LINE {
-            let cut = (0..=MAX_LOG_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
-            message.truncate(cut);
-        }
+        message.truncate(truncated(&message, MAX_LOG_LINE).len());
         self.logs.push((level, message));
     }
+}
+
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let cut = (0..=max.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    &text[..cut]
 }
 
 /// Implements one contract version's `host` interface on [`PluginState`] by

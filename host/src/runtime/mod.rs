@@ -5,6 +5,7 @@
 //! Nothing here runs on a cache hit: the CLI creates a [`PluginRuntime`] only
 //! when it must call a plugin.
 
+mod argv_guard;
 pub mod artifacts;
 pub mod bindings;
 pub mod capability;
@@ -373,7 +374,12 @@ impl LoadedPlugin {
         state.report();
         match outcome {
             Ok(value) => {
-                Ok((value, Aftermath { denials: state.denials, store_failure: state.store_failure }))
+                let aftermath = Aftermath {
+                    denials: state.denials,
+                    denials_unrecorded: state.denials_unrecorded,
+                    store_failure: state.store_failure,
+                };
+                Ok((value, aftermath))
             }
             Err(e) => Err(self.stopped(&e, &state, limits)),
         }
@@ -417,8 +423,10 @@ fn panic_summary(stderr: &str) -> String {
 /// only as its own failure.
 #[derive(Debug, Default)]
 pub struct Aftermath {
-    /// Host calls the sandbox refused.
+    /// Host calls the sandbox refused (the first few, truncated).
     pub denials: Vec<String>,
+    /// How many more it refused.
+    pub denials_unrecorded: usize,
     /// Why the secret store could not be read, if it could not: the user's
     /// store is at fault (exit 10), not the provider.
     pub store_failure: Option<String>,
@@ -486,6 +494,13 @@ impl PluginState {
         }
         for denial in &self.denials {
             tracing::warn!("the sandbox refused a request from plugin '{}': {denial}", self.call.provider);
+        }
+        if self.denials_unrecorded > 0 {
+            tracing::warn!(
+                "the sandbox refused {} more requests from plugin '{}'",
+                self.denials_unrecorded,
+                self.call.provider
+            );
         }
     }
 }

@@ -23,6 +23,9 @@ const STDERR_CAPACITY: usize = 16 * 1024;
 /// Resource limits of one plugin call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Wall-clock time for the whole call, host calls included: each program
+    /// or request the plugin starts gets at most what is left of it.
+    pub call: Duration,
     /// Guest CPU time, not counting time spent in host calls.
     pub cpu: Duration,
     /// Linear memory, in bytes.
@@ -38,6 +41,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            call: Duration::from_secs(60),
             cpu: Duration::from_secs(5),
             memory: 64 << 20,
             process: ProcessLimits { timeout: Duration::from_secs(60), max_output: 1 << 20 },
@@ -111,8 +115,11 @@ pub struct PluginState {
     started: Instant,
     /// Time spent in host calls, which does not count against the CPU budget.
     pub(super) host_time: Duration,
-    /// Capability checks that failed, reported to the user after the call.
+    /// Capability checks that failed, reported to the user after the call
+    /// (the first few, truncated).
     pub(super) denials: Vec<String>,
+    /// How many more failed beyond those recorded.
+    pub(super) denials_unrecorded: usize,
     /// Why reading the secret store failed, if it did.
     pub(super) store_failure: Option<String>,
     /// Log lines from the plugin, redacted and emitted after the call.
@@ -142,6 +149,7 @@ impl PluginState {
             started: Instant::now(),
             host_time: Duration::ZERO,
             denials: Vec::new(),
+            denials_unrecorded: 0,
             store_failure: None,
             logs: Vec::new(),
             known_secrets,
@@ -159,6 +167,16 @@ impl PluginState {
         let result = f(self);
         self.host_time += start.elapsed();
         result
+    }
+
+    /// What is left of the call's wall-clock budget, or an error once it is spent.
+    pub(super) fn time_left(&self) -> Result<Duration, String> {
+        let left = self.call.limits.call.saturating_sub(self.started.elapsed());
+        if left.is_zero() {
+            Err(format!("the plugin call ran past its deadline of {}s", self.call.limits.call.as_secs_f32()))
+        } else {
+            Ok(left)
+        }
     }
 
     fn guest_time(&self) -> Duration {
