@@ -23,9 +23,9 @@ fn providers_lists_each_with_its_capabilities() {
     for expected in [
         "openai — OpenAI (stored API key)",
         "azure — Azure AD (Azure CLI)",
-        "run `az account get-access-token **`",
+        "run `az account get-access-token [--scope *] [--resource *] [--tenant *] [--subscription *] [--output json]`",
         "1password — 1Password (op CLI)",
-        "run `op read **`",
+        "run `op read * [--account *]`",
         "aws-secrets-manager — AWS Secrets Manager (aws CLI)",
         "read its own stored secrets",
         "request {base_url}/v1/models",

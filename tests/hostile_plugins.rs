@@ -127,7 +127,20 @@ fn running_an_undeclared_program_is_denied() {
 
 #[test]
 fn running_a_declared_program_with_undeclared_arguments_is_denied() {
-    assert_denied(attack("undeclared-args"), "running `az` with arguments `ad sp create` is not granted");
+    assert_denied(
+        attack("undeclared-args"),
+        "the arguments `ad sp create` do not fit `account get-access-token **`",
+    );
+}
+
+#[test]
+fn a_wildcard_matches_no_option_file_reference_or_file_url() {
+    for sneaky in
+        ["--debug", "--output-file=/tmp/x", "-o", "@/etc/passwd", "file:///etc/passwd", "fileb://key"]
+    {
+        let result = attack_with("option-under-wildcard", &[("target", sneaky)]);
+        assert_denied(result, "running `az` with these arguments is not granted");
+    }
 }
 
 #[test]

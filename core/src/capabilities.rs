@@ -30,10 +30,38 @@ pub struct Capabilities {
 pub struct ExecCapability {
     /// The program's bare name, looked up on `PATH`.
     pub command: String,
-    /// Argument pattern: a literal matches itself, `*` any one argument, and a
-    /// final `**` any remaining arguments.
+    /// The positional arguments, in order: a literal matches itself, `*` any
+    /// one value, and a final `**` any remaining values. A wildcard never
+    /// matches an option (`-x`, `--x`), a file reference (`@file`) or a file
+    /// URL (`file://`, `fileb://`): those change what a command does.
     #[serde(default)]
     pub args: Vec<String>,
+    /// The options the program may be given, each at most once, in any order
+    /// and anywhere among the arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<FlagCapability>,
+}
+
+/// One option a program may be given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagCapability {
+    /// The option, e.g. `--tenant`.
+    pub flag: String,
+    /// Its value: a literal, or `*` for any one plain value (as for `args`);
+    /// none for an option that takes no value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Whether `arg` is a plain value that a wildcard may match: not an option,
+/// a file reference or a file URL.
+pub fn is_plain_value(arg: &str) -> bool {
+    let lower = arg.to_ascii_lowercase();
+    !(arg.starts_with('-')
+        || arg.starts_with('@')
+        || lower.starts_with("file://")
+        || lower.starts_with("fileb://"))
 }
 
 impl Capabilities {
@@ -68,13 +96,18 @@ impl Capabilities {
             .exec
             .iter()
             .map(|e| {
-                format!(
-                    "run `{}`",
-                    std::iter::once(e.command.as_str())
-                        .chain(e.args.iter().map(String::as_str))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )
+                let mut line = std::iter::once(e.command.as_str())
+                    .chain(e.args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                for flag in &e.flags {
+                    line.push_str(&format!(
+                        " [{}{}]",
+                        flag.flag,
+                        flag.value.as_ref().map(|v| format!(" {v}")).unwrap_or_default()
+                    ));
+                }
+                format!("run `{line}`")
             })
             .collect();
         lines.extend(self.env.iter().map(|name| format!("read env {name}")));
@@ -94,7 +127,8 @@ mod tests {
         Capabilities {
             exec: vec![ExecCapability {
                 command: "az".into(),
-                args: vec!["account".into(), "get-access-token".into(), "**".into()],
+                args: vec!["account".into(), "get-access-token".into()],
+                flags: vec![FlagCapability { flag: "--scope".into(), value: Some("*".into()) }],
             }],
             env: vec!["AZURE_CONFIG_DIR".into()],
             http: vec!["{base_url}/v1/models".into()],

@@ -2,10 +2,19 @@
 
 use std::fmt;
 
+use zeroize::Zeroize;
+
 /// A secret value. Its `Debug` and `Display` never show it, so it cannot leak
-/// through a log line, an error or a panic message by accident.
+/// through a log line, an error or a panic message by accident, and its
+/// memory is overwritten with zeros when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Secret {
     /// Wraps a secret value.

@@ -8,6 +8,8 @@ use std::path::Path;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 
+use zeroize::Zeroizing;
+
 use crate::private_fs;
 
 /// Format version byte at the start of every sealed blob.
@@ -33,7 +35,7 @@ impl SealingKey {
     /// directory) if there is none. A concurrent creator may win the race;
     /// then its key is used. A key file open to other users is refused.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        match private_fs::read_private(path) {
+        match private_fs::read_private(path).map(Zeroizing::new) {
             Ok(bytes) if bytes.len() == 32 => return Ok(Self::from_bytes(&bytes)),
             Ok(_) => {
                 return Err(std::io::Error::other(format!(
@@ -46,7 +48,7 @@ impl SealingKey {
         }
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
         private_fs::create_new(path, key.as_slice())?;
-        let bytes = private_fs::read_private(path)?;
+        let bytes = Zeroizing::new(private_fs::read_private(path)?);
         Ok(Self::from_bytes(&bytes))
     }
 
@@ -69,13 +71,14 @@ impl SealingKey {
     }
 
     /// Decrypts a blob sealed for `purpose`.
-    pub fn open(&self, purpose: &str, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&self, purpose: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != VERSION {
             return Err(OpenError::Malformed);
         }
         let nonce = XNonce::from_slice(&sealed[1..1 + NONCE_LEN]);
         self.0
             .decrypt(nonce, Payload { msg: &sealed[1 + NONCE_LEN..], aad: purpose.as_bytes() })
+            .map(Zeroizing::new)
             .map_err(|_| OpenError::Undecryptable)
     }
 }
@@ -92,7 +95,7 @@ mod tests {
     fn round_trips_and_hides_the_plaintext() {
         let sealed = key().seal("cache", b"sk-secret-value");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(key().open("cache", &sealed).unwrap(), b"sk-secret-value");
+        assert_eq!(&key().open("cache", &sealed).unwrap()[..], b"sk-secret-value");
     }
 
     #[test]
@@ -116,6 +119,6 @@ mod tests {
         let path = dir.path().join("secrets/key");
         let sealed = SealingKey::load_or_create(&path).unwrap().seal("p", b"x");
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(SealingKey::load_or_create(&path).unwrap().open("p", &sealed).unwrap(), b"x");
+        assert_eq!(&SealingKey::load_or_create(&path).unwrap().open("p", &sealed).unwrap()[..], b"x");
     }
 }

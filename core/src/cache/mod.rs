@@ -181,7 +181,8 @@ impl CacheEntry<'_> {
 
     /// Replaces the entry atomically.
     pub fn write(&self, credential: &CachedCredential) -> Result<(), CacheError> {
-        let sealed = self.cache.key.seal(&self.purpose(), &credential.encode());
+        let plain = zeroize::Zeroizing::new(credential.encode());
+        let sealed = self.cache.key.seal(&self.purpose(), &plain);
         private_fs::write_atomic(&self.data_path(), &sealed, Durability::Disposable)?;
         Ok(())
     }

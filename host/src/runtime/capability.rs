@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use keyhelper_core::capabilities::Capabilities;
+use keyhelper_core::capabilities::{Capabilities, ExecCapability, is_plain_value};
 
 /// The effective capabilities of one plugin call, with option placeholders in
 /// URL patterns already filled in.
@@ -33,19 +33,22 @@ impl CapabilityGrant {
         if rules.is_empty() {
             return Err(format!("running `{program}` is not a granted capability"));
         }
-        if rules.iter().any(|rule| args_match(&rule.args, args)) {
-            Ok(())
-        } else {
-            Err(format!(
-                "running `{program}` with arguments `{}` is not granted (allowed: {})",
-                args.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
-                rules
-                    .iter()
-                    .map(|r| format!("`{} {}`", r.command, r.args.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+        let mut why = String::new();
+        for rule in &rules {
+            match rule_matches(rule, args) {
+                Ok(()) => return Ok(()),
+                Err(reason) => why = reason,
+            }
         }
+        let allowed = rules
+            .iter()
+            .flat_map(|rule| {
+                Capabilities { exec: vec![(*rule).clone()], ..Capabilities::default() }.describe()
+            })
+            .map(|line| line.trim_start_matches("run ").to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(format!("running `{program}` with these arguments is not granted: {why} (allowed: {allowed})"))
     }
 
     /// Whether the environment variable `name` may be read or passed to a program.
@@ -97,12 +100,59 @@ impl CapabilityGrant {
     }
 }
 
-fn args_match(pattern: &[String], args: &[String]) -> bool {
+/// Whether `args` fit `rule`: its options (each at most once, anywhere)
+/// taken out, the rest match its positional pattern. Explains a mismatch.
+fn rule_matches(rule: &ExecCapability, args: &[String]) -> Result<(), String> {
+    let mut positional = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if !arg.starts_with('-') || arg == "-" {
+            positional.push(arg.as_str());
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+            _ => (arg.as_str(), None),
+        };
+        let Some(flag) = rule.flags.iter().find(|f| f.flag == name) else {
+            return Err(format!(
+                "option `{name}` is not declared (`*` and `**` match no option: list it in the manifest, e.g. flags = [{{ flag = \"{name}\", value = \"*\" }}], and reinstall)"
+            ));
+        };
+        if seen.contains(&name) {
+            return Err(format!("option `{name}` is given twice"));
+        }
+        seen.push(name);
+        match (&flag.value, inline) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(format!("option `{name}` takes no value")),
+            (Some(pattern), inline) => {
+                let value = inline.or_else(|| rest.next().map(String::as_str)).unwrap_or_default();
+                if !value_matches(pattern, value) {
+                    return Err(format!("the value of `{name}` is not allowed by `{pattern}`"));
+                }
+            }
+        }
+    }
+    if positional_match(&rule.args, &positional) {
+        Ok(())
+    } else {
+        Err(format!("the arguments `{}` do not fit `{}`", positional.join(" "), rule.args.join(" ")))
+    }
+}
+
+/// A literal matches itself; `*` any one plain value (see [`is_plain_value`]).
+fn value_matches(pattern: &str, value: &str) -> bool {
+    if pattern == "*" { is_plain_value(value) } else { pattern == value }
+}
+
+fn positional_match(pattern: &[String], args: &[&str]) -> bool {
     match pattern.split_first() {
         None => args.is_empty(),
-        Some((first, _)) if first == "**" => true,
+        Some((first, _)) if first == "**" => args.iter().all(|arg| is_plain_value(arg)),
         Some((first, rest)) => match args.split_first() {
-            Some((arg, args_rest)) => (first == "*" || first == arg) && args_match(rest, args_rest),
+            Some((arg, args_rest)) => value_matches(first, arg) && positional_match(rest, args_rest),
             None => false,
         },
     }
@@ -165,14 +215,30 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyhelper_core::capabilities::ExecCapability;
+    use keyhelper_core::capabilities::FlagCapability;
+
+    fn flag(name: &str, value: Option<&str>) -> FlagCapability {
+        FlagCapability { flag: name.into(), value: value.map(Into::into) }
+    }
 
     fn caps() -> Capabilities {
         Capabilities {
-            exec: vec![ExecCapability {
-                command: "az".into(),
-                args: vec!["account".into(), "get-access-token".into(), "**".into()],
-            }],
+            exec: vec![
+                ExecCapability {
+                    command: "az".into(),
+                    args: vec!["account".into(), "get-access-token".into()],
+                    flags: vec![
+                        flag("--scope", Some("*")),
+                        flag("--output", Some("json")),
+                        flag("--debug", None),
+                    ],
+                },
+                ExecCapability {
+                    command: "pass".into(),
+                    args: vec!["show".into(), "**".into()],
+                    flags: vec![],
+                },
+            ],
             env: vec!["AZURE_CONFIG_DIR".into()],
             http: vec!["{base_url}/v1/models".into(), "https://example.com/api/*".into()],
             stored_secrets: true,
@@ -199,10 +265,40 @@ mod tests {
     }
 
     #[test]
-    fn single_star_matches_exactly_one_argument() {
-        assert!(args_match(&args(&["read", "*"]), &args(&["read", "op://a/b/c"])));
-        assert!(!args_match(&args(&["read", "*"]), &args(&["read"])));
-        assert!(!args_match(&args(&["read", "*"]), &args(&["read", "a", "b"])));
+    fn single_star_matches_exactly_one_plain_argument() {
+        let pattern = args(&["read", "*"]);
+        assert!(positional_match(&pattern, &["read", "op://a/b/c"]));
+        assert!(!positional_match(&pattern, &["read"]));
+        assert!(!positional_match(&pattern, &["read", "a", "b"]));
+        for not_plain in ["--out-file", "-o", "@/etc/passwd", "file:///etc/passwd", "FILEB://x"] {
+            assert!(!positional_match(&pattern, &["read", not_plain]), "{not_plain}");
+            assert!(!positional_match(&args(&["read", "**"]), &["read", "a", not_plain]), "{not_plain}");
+        }
+    }
+
+    #[test]
+    fn options_must_be_declared_and_may_come_in_any_order() {
+        let g = grant(&[]);
+        let ok = |list: &[&str]| g.check_exec("az", &args(list));
+        assert!(
+            ok(&["account", "--output", "json", "get-access-token", "--scope", "api://x/.default"]).is_ok()
+        );
+        assert!(ok(&["account", "get-access-token", "--scope=api://x", "--debug"]).is_ok());
+        for (bad, why) in [
+            (&["account", "get-access-token", "--tenant", "t"][..], "option `--tenant` is not declared"),
+            (&["account", "get-access-token", "--output", "tsv"][..], "not allowed by `json`"),
+            (&["account", "get-access-token", "--scope", "@scope.txt"][..], "not allowed by `*`"),
+            (&["account", "get-access-token", "--scope", "a", "--scope", "b"][..], "given twice"),
+            (&["account", "get-access-token", "--debug=yes"][..], "takes no value"),
+            (&["account", "get-access-token", "extra"][..], "do not fit"),
+        ] {
+            let error = ok(bad).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+        assert!(g.check_exec("pass", &args(&["show", "a/b", "c"])).is_ok());
+        assert!(
+            g.check_exec("pass", &args(&["show", "--clip", "a"])).unwrap_err().contains("match no option")
+        );
     }
 
     #[test]

@@ -45,7 +45,8 @@ impl FileBackend {
     }
 
     fn write_all(&self, secrets: &BTreeMap<String, String>) -> Result<(), StoreError> {
-        let plain = serde_json::to_vec(secrets).expect("a map of strings serializes");
+        let plain =
+            zeroize::Zeroizing::new(serde_json::to_vec(secrets).expect("a map of strings serializes"));
         private_fs::write_atomic(&self.data_path(), &self.key()?.seal(PURPOSE, &plain), Durability::Durable)?;
         Ok(())
     }
