@@ -9,11 +9,14 @@ use keyhelper_core::manifest::ProviderManifest;
 use crate::runtime::outcome::PluginInfo;
 
 /// `Ok` when `info` (the plugin's `describe()`) agrees with `manifest` on the
-/// provider's name, its option names, which options are required, and
+/// name (the provider's, or the plugin's when one plugin serves several), its option names, which options are required, and
 /// `supports_refresh`; otherwise the first difference, on one line.
 pub fn check(info: &PluginInfo, manifest: &ProviderManifest) -> Result<(), String> {
-    if info.name != manifest.name {
-        return Err(format!("the plugin calls itself '{}', the manifest '{}'", info.name, manifest.name));
+    if info.name != manifest.name && info.name != manifest.plugin {
+        return Err(format!(
+            "the plugin calls itself '{}', the manifest '{}' (plugin '{}')",
+            info.name, manifest.name, manifest.plugin
+        ));
     }
     for option in &info.options {
         match manifest.options.get(&option.name) {
