@@ -3,8 +3,10 @@
 //! Anthropic API, against a mock of both APIs (`tests/proxy/api_upstream.py`)
 //! that answers quota and rate-limit errors with the real bodies and headers.
 //!
-//! Two stored OpenAI-style keys serve as the team's and the personal
-//! credential; the mock tells them apart by key.
+//! Two stored keys serve as the team's and the personal credential: OpenAI
+//! keys (the `openai` provider) for the openai family, Anthropic keys (the
+//! `anthropic` provider, sent in `x-api-key`) for the anthropic family; the
+//! mock tells them apart by key.
 
 mod support;
 
@@ -18,6 +20,16 @@ use support::{BoundedRun, Home, stderr, stdout};
 
 const TEAM_KEY: &str = "sk-proj-TeamKey0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
 const PERSONAL_KEY: &str = "sk-proj-PersonalKey0123456789abcdefghijklmnopqrstuvwxyzAB";
+const TEAM_ANTHROPIC_KEY: &str = "sk-ant-api03-TeamKey0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+const PERSONAL_ANTHROPIC_KEY: &str = "sk-ant-api03-PersonalKey0123456789abcdefghijklmnopqrstuvwxyzAB";
+
+/// The provider and the team's and personal keys for an API family.
+fn provider_and_keys(api: &str) -> (&'static str, &'static str, &'static str) {
+    match api {
+        "anthropic" => ("anthropic", TEAM_ANTHROPIC_KEY, PERSONAL_ANTHROPIC_KEY),
+        _ => ("openai", TEAM_KEY, PERSONAL_KEY),
+    }
+}
 const CLIENT_KEY: &str = "test-client-key-0123456789";
 
 /// The mock API server.
@@ -94,9 +106,10 @@ impl Drop for Api {
 /// to `upstream`.
 fn home(tag: &str, api: &str, upstream: &str, extra: &str) -> Home {
     let home = Home::new(tag);
-    for (connection, key) in [("team", TEAM_KEY), ("personal", PERSONAL_KEY)] {
+    let (provider, team_key, personal_key) = provider_and_keys(api);
+    for (connection, key) in [("team", team_key), ("personal", personal_key)] {
         let mut login = home
-            .keyhelper(&["login", "openai", "--connection", connection, "--stdin"])
+            .keyhelper(&["login", provider, "--connection", connection, "--stdin"])
             .env("KEYHELPER_SECRET_STORE", "file")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -109,9 +122,9 @@ fn home(tag: &str, api: &str, upstream: &str, extra: &str) -> Home {
     }
     home.write_config(&format!(
         "[settings]\nsecret_store = \"file\"\n\n\
-         [credentials.team]\nprovider = \"openai\"\nconnection = \"team\"\napi = \"{api}\"\n\
+         [credentials.team]\nprovider = \"{provider}\"\nconnection = \"team\"\napi = \"{api}\"\n\
          upstream = \"{upstream}\"\nfallback = [\"personal\"]\n{extra}\n\n\
-         [credentials.personal]\nprovider = \"openai\"\nconnection = \"personal\"\napi = \"{api}\"\nupstream = \"{upstream}\"\n"
+         [credentials.personal]\nprovider = \"{provider}\"\nconnection = \"personal\"\napi = \"{api}\"\nupstream = \"{upstream}\"\n"
     ));
     home
 }
@@ -119,8 +132,9 @@ fn home(tag: &str, api: &str, upstream: &str, extra: &str) -> Home {
 /// `keyhelper run --proxy <credential> -- python run_client.py <family>`;
 /// the client's JSON report.
 fn run_client(home: &Home, credential: &str, family: &str) -> serde_json::Value {
+    let (_, team_key, personal_key) = provider_and_keys(family);
     let forbidden = home.path().join("forbidden");
-    std::fs::write(&forbidden, format!("{TEAM_KEY}\n{PERSONAL_KEY}\n")).unwrap();
+    std::fs::write(&forbidden, format!("{team_key}\n{personal_key}\n")).unwrap();
     let output = home
         .keyhelper(&["run", "--proxy", credential, "--"])
         .arg(support::python_tools().join("python"))
@@ -128,8 +142,8 @@ fn run_client(home: &Home, credential: &str, family: &str) -> serde_json::Value 
         .arg(family)
         .arg(&forbidden)
         // A real key in keyhelper's own environment must not reach the program either.
-        .env("ANTHROPIC_API_KEY", PERSONAL_KEY)
-        .env("OPENAI_API_KEY", TEAM_KEY)
+        .env("ANTHROPIC_API_KEY", personal_key)
+        .env("OPENAI_API_KEY", team_key)
         .output_within();
     assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&output)))
@@ -162,7 +176,7 @@ fn an_anthropic_client_gets_the_base_url_without_v1_and_only_the_auth_token() {
     assert_eq!(report["has_api_key"], false, "ANTHROPIC_API_KEY must not be set beside the token: {report}");
     assert!(!report["base_url"].as_str().unwrap().ends_with("/v1"), "{report}");
     assert_eq!(report["plain"], "hello from the mock");
-    assert_eq!(api.seen(), [(TEAM_KEY.to_string(), 200)]);
+    assert_eq!(api.seen(), [(TEAM_ANTHROPIC_KEY.to_string(), 200)]);
 }
 
 /// A `keyhelper proxy` for the team credential, spoken to with raw HTTP.
@@ -317,14 +331,17 @@ fn an_anthropic_credit_error_fails_over_to_an_anthropic_fallback() {
     let api = Api::start(&scratch);
     let home = home("failover-anthropic", "anthropic", &api.url, "");
     let proxy = Proxy::start(&home);
-    api.exhaust(TEAM_KEY);
+    api.exhaust(TEAM_ANTHROPIC_KEY);
     let (status, _, body) = proxy.request(
         "POST",
         "/v1/messages",
         br#"{"model":"claude-test","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
     );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(api.seen(), [(TEAM_KEY.to_string(), 400), (PERSONAL_KEY.to_string(), 200)]);
+    assert_eq!(
+        api.seen(),
+        [(TEAM_ANTHROPIC_KEY.to_string(), 400), (PERSONAL_ANTHROPIC_KEY.to_string(), 200)]
+    );
 }
 
 #[test]
