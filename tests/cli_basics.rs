@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Home, stderr, stdout};
+use support::{BoundedRun, Home, stderr, stdout};
 
 #[test]
 fn version_and_help() {
@@ -98,4 +98,65 @@ fn not_logged_in_az_is_needs_login_with_the_fix() {
         stderr(&output),
         "keyhelper: error: credential 'azure': the Azure CLI is not signed in: Please run 'az login' to setup account. (hint: run `az login`)\n"
     );
+}
+
+/// What a real bash offers after sourcing `keyhelper completions bash`, for
+/// the words typed so far (the last one being completed).
+fn bash_completes(home: &Home, words: &[&str]) -> Vec<String> {
+    let script = stdout(&home.run(&["completions", "bash"]));
+    std::fs::write(home.path().join("completion.bash"), script).unwrap();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={}\nCOMP_LINE=\"${{COMP_WORDS[*]}}\"\nCOMP_POINT=${{#COMP_LINE}}\n\
+         _clap_complete_keyhelper keyhelper '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        home.path().join("completion.bash").display(),
+        quoted.join(" "),
+        words.len() - 1,
+        words[words.len() - 1],
+        words[words.len() - 2],
+    );
+    let keyhelper_dir = support::keyhelper_exe().parent().unwrap().to_path_buf();
+    let mut bash = home.command("bash");
+    bash.args(["--norc", "--noprofile", "-c", &program]).env(
+        "PATH",
+        format!("{}:{}:/usr/local/bin:/usr/bin:/bin", keyhelper_dir.display(), home.bin().display()),
+    );
+    let output = bash.output_within();
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn bash_completes_subcommands_flags_and_the_configured_credential_names() {
+    let home = Home::new("completions");
+    home.write_config(
+        "[credentials.work]\nprovider = \"azure\"\n\n[credentials.team-openai]\nprovider = \"openai\"\n",
+    );
+    let names = bash_completes(&home, &["keyhelper", "get", ""]);
+    for expected in ["work", "team-openai", "azure", "anthropic"] {
+        assert!(names.contains(&expected.to_string()), "{expected} missing from {names:?}");
+    }
+    assert_eq!(bash_completes(&home, &["keyhelper", "get", "wo"]), ["work"]);
+    assert_eq!(bash_completes(&home, &["keyhelper", "cache", "clear", "team"]), ["team-openai"]);
+    let subcommands = bash_completes(&home, &["keyhelper", ""]);
+    for expected in ["get", "login", "run", "proxy", "completions"] {
+        assert!(subcommands.contains(&expected.to_string()), "{expected} missing from {subcommands:?}");
+    }
+    assert!(!subcommands.iter().any(|s| s == "renew-in-background" || s == "man-pages"), "{subcommands:?}");
+    assert!(bash_completes(&home, &["keyhelper", "get", "--fo"]).contains(&"--format".to_string()));
+}
+
+#[test]
+fn man_pages_are_written_for_the_command_and_each_subcommand() {
+    let home = Home::new("man-pages");
+    let dir = home.path().join("man");
+    let output = home.run(&["man-pages", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let main = std::fs::read_to_string(dir.join("keyhelper.1")).unwrap();
+    assert!(main.starts_with(".ie") || main.contains(".TH keyhelper 1"), "{}", &main[..200.min(main.len())]);
+    assert!(main.contains("Print a credential"), "the subcommands are listed");
+    for page in ["keyhelper-get.1", "keyhelper-run.1", "keyhelper-proxy.1", "keyhelper-completions.1"] {
+        assert!(dir.join(page).exists(), "{page} missing");
+    }
+    assert!(!dir.join("keyhelper-renew-in-background.1").exists(), "hidden commands have no page");
 }

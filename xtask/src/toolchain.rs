@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::shipped::{SMALL_PROFILE, ShippedBuild, run};
 use crate::workspace_root;
@@ -186,5 +186,19 @@ pub fn install() -> Result<()> {
             .arg(&target_dir)
             .args(shipped.cargo_args()))?;
     }
+    install_man_pages()
+}
+
+/// Has the installed `keyhelper-full` write its man pages into
+/// `$XDG_DATA_HOME/man/man1` (`~/.local/share/man/man1`), where `man` finds
+/// them on most systems.
+fn install_man_pages() -> Result<()> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
+    let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(|| home.join(".cargo"), PathBuf::from);
+    let data_home =
+        std::env::var_os("XDG_DATA_HOME").map_or_else(|| home.join(".local/share"), PathBuf::from);
+    let man_dir = data_home.join("man/man1");
+    run(Command::new(cargo_home.join("bin/keyhelper-full")).arg("man-pages").arg(&man_dir))?;
+    println!("xtask: man pages in {} (`man keyhelper`)", man_dir.display());
     Ok(())
 }

@@ -11,6 +11,7 @@ pub enum CacheCommand {
     /// Forget cached secrets: all of them, or those of one credential.
     Clear {
         /// The credential whose cached secret to forget.
+        #[arg(add = super::completions::credential_names())]
         name: Option<String>,
     },
 }

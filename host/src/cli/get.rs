@@ -15,6 +15,7 @@ use crate::environment::Environment;
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// A configured credential, or a provider name for that provider's defaults.
+    #[arg(add = super::completions::credential_names())]
     pub name: String,
     /// Print no newline after the secret.
     #[arg(short = 'n')]

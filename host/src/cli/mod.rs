@@ -3,6 +3,7 @@
 //! stderr, an exit code per class of failure).
 
 mod cache;
+mod completions;
 mod docker;
 mod export;
 mod get;
@@ -83,6 +84,11 @@ pub enum Command {
     Cache(cache::CacheCommand),
     /// Show where keyhelper keeps things and which secret store is in use.
     Status,
+    /// Print a script that gives your shell completions for keyhelper (with your credential names).
+    Completions(completions::CompletionsArgs),
+    /// Write man pages into a directory (`cargo xtask install` installs them).
+    #[command(name = "man-pages", hide = true)]
+    ManPages(completions::ManPagesArgs),
     /// Renew one cached credential (started, detached, by `get` when it is due).
     #[command(name = "renew-in-background", hide = true)]
     RenewInBackground(renew::RenewArgs),
@@ -92,6 +98,7 @@ pub enum Command {
 /// code.
 pub fn main() -> ExitCode {
     keyhelper_core::platform::forbid_core_dumps();
+    completions::answer_if_asked();
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if invocation::invoked_as_docker_helper(&args) {
         args.insert(1, "docker-credential".into());
@@ -129,6 +136,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::GitCredential(args) => done(git_credential::run(&env, &args)),
         Command::DockerCredential { action } => Ok(docker::run(&env, &action)),
         Command::RenewInBackground(args) => done(renew::run(&env, &args)),
+        Command::Completions(args) => done(completions::run(&args)),
+        Command::ManPages(args) => done(completions::man_pages(&args)),
     }
 }
 

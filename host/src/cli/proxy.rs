@@ -16,6 +16,7 @@ const CLIENT_KEY_VAR: &str = "KEYHELPER_PROXY_KEY";
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
     /// The credential to put on every request.
+    #[arg(add = super::completions::credential_names())]
     pub credential: String,
     /// Where to forward requests, e.g. https://api.openai.com (default: the
     /// credential's `upstream`, or its provider's base URL).

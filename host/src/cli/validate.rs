@@ -12,6 +12,7 @@ use crate::runtime::outcome::Verdict;
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// A configured credential, or a provider name.
+    #[arg(add = super::completions::credential_names())]
     pub name: String,
     /// Check only the secret's format, without asking the service.
     #[arg(long)]
