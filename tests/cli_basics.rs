@@ -160,3 +160,40 @@ fn man_pages_are_written_for_the_command_and_each_subcommand() {
     }
     assert!(!dir.join("keyhelper-renew-in-background.1").exists(), "hidden commands have no page");
 }
+
+/// `--json` on list, status and providers: one JSON document each, in the
+/// shapes the README documents, and never a secret.
+#[test]
+fn list_status_and_providers_speak_json() {
+    let home = Home::new("json-output");
+    home.fake_tool(
+        "az",
+        "#!/bin/sh\necho '{\"accessToken\":\"eyJsecret-json\",\"expires_on\":4102444800}'\n",
+    );
+    home.write_config("[credentials.work]\nprovider = \"azure\"\n");
+    assert!(home.run(&["get", "work"]).status.success());
+    let json = |args: &[&str]| -> serde_json::Value {
+        let output = home.run(args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(!stdout(&output).contains("eyJsecret-json"), "a secret in {args:?}");
+        serde_json::from_str(&stdout(&output))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&output)))
+    };
+    let list = json(&["list", "--json"]);
+    assert_eq!(list["credentials"][0]["name"], "work");
+    assert_eq!(list["credentials"][0]["provider"], "azure");
+    assert_eq!(list["credentials"][0]["cached"]["expires_at"], 4102444800i64);
+    assert_eq!(list["stored_secrets"], serde_json::json!([]));
+    let status = json(&["status", "--json"]);
+    assert_eq!(status["config"]["credentials"], 1);
+    assert_eq!(status["cached"][0]["name"], "work");
+    assert!(status["cache_dir"].as_str().unwrap().ends_with(".cache/keyhelper/credentials"), "{status}");
+    assert!(status["providers_dir"].as_str().unwrap().ends_with(".config/keyhelper/providers"), "{status}");
+    let providers = json(&["providers", "--json"]);
+    let azure = providers.as_array().unwrap().iter().find(|p| p["name"] == "azure").unwrap();
+    assert_eq!(azure["plugin"], "azure");
+    assert_eq!(azure["api"], "openai");
+    assert!(azure["options"].as_array().unwrap().iter().any(|o| o["name"] == "scope"), "{azure}");
+    let anthropic = providers.as_array().unwrap().iter().find(|p| p["name"] == "anthropic").unwrap();
+    assert_eq!(anthropic["api"], "anthropic");
+}

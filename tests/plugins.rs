@@ -45,11 +45,19 @@ fn install_list_inspect_use_and_remove() {
     let list = stdout(&home.run(&["plugin", "list"]));
     let line = list.lines().find(|l| l.starts_with("hostile")).expect(&list);
     assert!(line.contains("0.1.0") && line.contains("installed"), "{line}");
-    assert!(
-        line.contains("run `az account get-access-token **`") && line.contains("read env HOSTILE_ALLOWED"),
-        "{line}"
-    );
+    assert!(line.contains("run `az account get-access-token **`"), "{line}");
+    assert!(list.lines().all(|l| l.chars().count() <= 100), "plugin list fits 100 columns:\n{list}");
     assert!(list.lines().any(|l| l.starts_with("azure") && l.contains("bundled")), "{list}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout(&home.run(&["plugin", "list", "--json"]))).unwrap();
+    let hostile =
+        listed.as_array().unwrap().iter().find(|p| p["name"] == "hostile").expect("hostile is listed");
+    assert_eq!(hostile["source"], "installed");
+    assert_eq!(hostile["providers"], serde_json::json!(["hostile"]));
+    let granted = hostile["granted"].as_array().unwrap();
+    assert!(granted.iter().any(|g| g == "read env HOSTILE_ALLOWED"), "{granted:?}");
+    let stored_key = listed.as_array().unwrap().iter().find(|p| p["name"] == "stored-key").unwrap();
+    assert!(stored_key["providers"].as_array().unwrap().iter().any(|p| p == "anthropic"), "{stored_key}");
 
     let inspect = stdout(&home.run(&["plugin", "inspect", "hostile"]));
     for expected in

@@ -4,12 +4,16 @@ use keyhelper_core::catalog::Origin;
 use keyhelper_core::clock::unix_now;
 use keyhelper_core::failure::Failure;
 
-use super::status::{describe_expiry, describe_renewal};
+use std::path::Path;
+
+use serde_json::json;
+
+use super::status::{cached_json, describe_expiry, describe_renewal};
 use crate::environment::Environment;
 use crate::store::SecretId;
 
 /// Runs `list`.
-pub fn run(env: &Environment) -> Result<(), Failure> {
+pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
     let config = env.config()?;
     let store = env.store(&config)?;
     let stored = store.list()?;
@@ -20,6 +24,7 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
         stored.iter().find(|(id, _)| *id == SecretId::new(provider, connection)).map(|(_, backend)| *backend)
     };
     let mut out = String::new();
+    let mut rows = Vec::new();
     if config.credentials.is_empty() {
         out.push_str(&format!("no credentials configured in {}\n", config.path.display()));
     } else {
@@ -39,7 +44,14 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
         } else {
             format!("from the {} tool", manifest.display_name)
         };
-        let state = match cached.iter().find(|(_, cached)| cached.name == *name) {
+        let found = cached.iter().find(|(_, cached)| cached.name == *name);
+        rows.push(json!({
+            "name": name,
+            "provider": credential.provider,
+            "source": state,
+            "cached": found.map(|(entry, cached)| cached_json(entry, cached)),
+        }));
+        let state = match found {
             Some((entry, cached)) => format!(
                 "{state}; cached, {}{}",
                 describe_expiry(cached, now),
@@ -49,22 +61,42 @@ pub fn run(env: &Environment) -> Result<(), Failure> {
         };
         out.push_str(&format!("{name:<24} {:<22} {state}\n", credential.provider));
     }
-    let own_manifests: Vec<String> = env
+    let own: Vec<(&str, &Path, bool, bool)> = env
         .catalog
         .names()
         .into_iter()
         .filter_map(|provider| match env.catalog.origin(provider)? {
-            Origin::UserManifest { path, overrides_bundled, ungranted } => Some(format!(
+            Origin::UserManifest { path, overrides_bundled, ungranted } => {
+                Some((provider, path.as_path(), *overrides_bundled, ungranted.is_empty()))
+            }
+            _ => None,
+        })
+        .collect();
+    if json {
+        let document = json!({
+            "credentials": rows,
+            "stored_secrets": stored.iter().map(|(id, backend)| json!({
+                "provider": id.provider, "connection": id.connection, "backend": backend.to_string(),
+            })).collect::<Vec<_>>(),
+            "own_manifests": own.iter().map(|(provider, path, overrides, granted)| json!({
+                "provider": provider, "path": path, "overrides_bundled": overrides, "granted": granted,
+            })).collect::<Vec<_>>(),
+        });
+        return super::print_json(&document);
+    }
+    let own_manifests: Vec<String> = own
+        .iter()
+        .map(|(provider, path, overrides_bundled, granted)| {
+            format!(
                 "{provider:<24} {}{}{}",
                 path.display(),
                 if *overrides_bundled { " (overrides the bundled one)" } else { "" },
-                if ungranted.is_empty() {
+                if *granted {
                     String::new()
                 } else {
                     format!("; not granted: run `keyhelper plugin grant {provider}`")
                 }
-            )),
-            _ => None,
+            )
         })
         .collect();
     if !own_manifests.is_empty() {

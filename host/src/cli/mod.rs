@@ -48,13 +48,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--json`, for the commands that can print one JSON document instead of text.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JsonArg {
+    /// Print one JSON document on stdout instead of text (shapes: README, "Machine-readable output").
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints `value` as one line of JSON.
+fn print_json(value: &serde_json::Value) -> Result<(), Failure> {
+    keyhelper_core::output::print(&format!("{value}\n"))
+        .map_err(|e| Failure::new(ExitClass::Internal, e.to_string()))
+}
+
 /// keyhelper's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print a credential's secret on stdout (usable as Claude Code's apiKeyHelper).
     Get(get::GetArgs),
     /// List the providers and what each may do.
-    Providers,
+    Providers(JsonArg),
     /// Store a provider's secret (e.g. an OpenAI API key), read from a masked prompt or stdin.
     Login(login::LoginArgs),
     /// Remove a stored secret.
@@ -62,7 +76,7 @@ pub enum Command {
     /// Check a credential's secret: its format, and live with the service where the provider can.
     Validate(validate::ValidateArgs),
     /// List configured credentials and stored secrets (never the secrets themselves).
-    List,
+    List(JsonArg),
     /// Run a program with secrets in its environment.
     Run(run::RunArgs),
     /// Serve a local proxy that puts a fresh credential on every request (Aider, opencode, SDKs).
@@ -83,7 +97,7 @@ pub enum Command {
     #[command(subcommand)]
     Cache(cache::CacheCommand),
     /// Show where keyhelper keeps things and which secret store is in use.
-    Status,
+    Status(JsonArg),
     /// Print a script that gives your shell completions for keyhelper (with your credential names).
     Completions(completions::CompletionsArgs),
     /// Write man pages into a directory (`cargo xtask install` installs them).
@@ -122,14 +136,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let done = |result: Result<(), Failure>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Get(args) => done(get::run(&env, &args)),
-        Command::Providers => done(providers::run(&env)),
+        Command::Providers(args) => done(providers::run(&env, args.json)),
         Command::Login(args) => done(login::login(&env, &args)),
         Command::Logout(args) => done(login::logout(&env, &args)),
         Command::Validate(args) => done(validate::run(&env, &args)),
-        Command::List => done(list::run(&env)),
+        Command::List(args) => done(list::run(&env, args.json)),
         Command::Cache(command) => done(cache::run(&env, &command)),
         Command::Plugin(command) => done(plugin::run(&env, &command)),
-        Command::Status => done(status::run(&env)),
+        Command::Status(args) => done(status::run(&env, args.json)),
         Command::Run(args) => run::run(&env, &args),
         Command::Proxy(args) => done(proxy::run(env, args)),
         Command::Export(args) => done(export::run(&env, &args)),

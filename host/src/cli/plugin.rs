@@ -39,7 +39,7 @@ pub enum PluginCommand {
         yes: bool,
     },
     /// List plugins: name, version, source, hash and granted capabilities.
-    List,
+    List(super::JsonArg),
     /// Show everything about one plugin and its provider.
     Inspect {
         /// The plugin's name.
@@ -68,7 +68,7 @@ pub fn run(env: &Environment, command: &PluginCommand) -> Result<(), Failure> {
         PluginCommand::Install { path, manifest, sha256, yes } => {
             install(env, &installed, path, manifest.as_deref(), sha256.as_deref(), *yes)
         }
-        PluginCommand::List => list(env, &installed),
+        PluginCommand::List(args) => list(env, &installed, args.json),
         PluginCommand::Inspect { name } => inspect(env, &installed, name),
         PluginCommand::Remove { name } => remove(env, &installed, name),
         PluginCommand::Grant { name, yes } => grant(env, name, *yes),
@@ -272,39 +272,94 @@ fn confirm_grant(yes: bool) -> Result<(), Failure> {
     }
 }
 
-fn list(env: &Environment, installed: &InstalledPlugins) -> Result<(), Failure> {
-    let mut out =
-        format!("{:<22} {:<10} {:<14} {:<18} {}\n", "PLUGIN", "VERSION", "SOURCE", "SHA256", "GRANTED");
-    for plugin in bundled::BUNDLED_PLUGINS {
-        let granted = env
-            .catalog
-            .all()
-            .filter(|m| m.plugin == plugin.name)
-            .map(|m| m.capabilities.describe().join("; "))
-            .collect::<Vec<_>>()
-            .join("; ");
-        out.push_str(&format!(
-            "{:<22} {:<10} {:<14} {:<18} {}\n",
-            plugin.name,
-            env!("CARGO_PKG_VERSION"),
-            "bundled",
-            &plugin.sha256[..16],
-            if granted.is_empty() { "nothing".into() } else { granted }
-        ));
+/// One row of `plugin list`.
+struct PluginRow {
+    name: String,
+    version: String,
+    source: &'static str,
+    sha256: String,
+    providers: Vec<String>,
+    granted: Vec<String>,
+}
+
+/// The width `plugin list` keeps within.
+const LIST_WIDTH: usize = 100;
+
+fn list(env: &Environment, installed: &InstalledPlugins, json: bool) -> Result<(), Failure> {
+    let providers_of = |plugin: &str| {
+        env.catalog.all().filter(|m| m.plugin == plugin).map(|m| m.name.clone()).collect::<Vec<_>>()
+    };
+    let mut rows: Vec<PluginRow> = bundled::BUNDLED_PLUGINS
+        .iter()
+        .map(|plugin| PluginRow {
+            name: plugin.name.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            source: "bundled",
+            sha256: plugin.sha256.to_string(),
+            providers: providers_of(plugin.name),
+            granted: env
+                .catalog
+                .all()
+                .filter(|m| m.plugin == plugin.name)
+                .flat_map(|m| env.catalog.granted(&m.name).unwrap_or_default().describe())
+                .fold(Vec::new(), |mut all, line| {
+                    if !all.contains(&line) {
+                        all.push(line);
+                    }
+                    all
+                }),
+        })
+        .collect();
+    rows.extend(installed.list().into_iter().map(|plugin| PluginRow {
+        providers: providers_of(&plugin.record.name),
+        name: plugin.record.name,
+        version: plugin.record.version,
+        source: "installed",
+        sha256: plugin.record.sha256,
+        granted: plugin.record.granted.describe(),
+    }));
+    if json {
+        let document: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                serde_json::json!({
+                    "name": row.name, "version": row.version, "source": row.source, "sha256": row.sha256,
+                    "providers": row.providers, "granted": row.granted,
+                })
+            })
+            .collect();
+        return super::print_json(&serde_json::Value::Array(document));
     }
-    for plugin in installed.list() {
-        let record = &plugin.record;
-        out.push_str(&format!(
-            "{:<22} {:<10} {:<14} {:<18} {}\n",
-            record.name,
-            record.version,
-            "installed",
-            &record.sha256[..16],
-            describe_or_nothing(&record.granted).join("; ")
-        ));
+    let mut out = format!(
+        "{:<20} {:<8} {:<9} {:<12} {}\n",
+        "PLUGIN", "VERSION", "SOURCE", "SHA256", "PROVIDERS: GRANTED"
+    );
+    for row in &rows {
+        let granted = if row.granted.is_empty() { "nothing".to_string() } else { row.granted.join("; ") };
+        let line = format!(
+            "{:<20} {:<8} {:<9} {:<12} {}: {granted}",
+            row.name,
+            row.version,
+            row.source,
+            &row.sha256[..12],
+            row.providers.join(", ")
+        );
+        out.push_str(&fit(&line, LIST_WIDTH));
+        out.push('\n');
     }
+    out.push_str("(`keyhelper plugin inspect NAME` shows all; `--json` for scripts)\n");
     print!("{out}");
     Ok(())
+}
+
+/// `line` cut to `width` characters, ending in `…` when cut.
+fn fit(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
 }
 
 fn inspect(env: &Environment, installed: &InstalledPlugins, name: &str) -> Result<(), Failure> {
