@@ -197,3 +197,41 @@ fn list_status_and_providers_speak_json() {
     let anthropic = providers.as_array().unwrap().iter().find(|p| p["name"] == "anthropic").unwrap();
     assert_eq!(anthropic["api"], "anthropic");
 }
+
+/// `doctor` with a signed-out `az` (the real tool's message and exit code for
+/// `az account show`) and no `op` at all names both fixes and fails; the
+/// probe runs only with `--online`.
+#[test]
+fn doctor_names_each_fix_and_fails_when_a_check_does() {
+    let home = Home::new("doctor");
+    home.fake_tool(
+        "az",
+        "#!/bin/sh\ncase \"$*\" in\n  'account show --output none') echo \"ERROR: Please run 'az login' to setup account.\" >&2; exit 1;;\n  *) echo '{\"accessToken\":\"eyJdoctor\",\"expires_on\":4102444800}';;\nesac\n",
+    );
+    home.write_config(
+        "[credentials.work]\nprovider = \"azure\"\n\n[credentials.vault]\nprovider = \"1password\"\nreference = \"op://Private/OpenAI/credential\"\n\n[credentials.team]\nprovider = \"openai\"\nconnection = \"team\"\n",
+    );
+    let offline = home.run(&["doctor"]);
+    let text = stdout(&offline);
+    assert_ne!(offline.status.code(), Some(0), "{text}");
+    assert!(text.contains("✓ work: `az` is installed"), "{text}");
+    assert!(text.contains("· work: sign-in not checked"), "{text}");
+    assert!(text.contains("✗ vault: `op` is not installed"), "{text}");
+    assert!(text.contains("fix: install the 1Password CLI (op) and run `op signin`"), "{text}");
+    assert!(text.contains("✗ team: no secret is stored for connection 'team' — fix: run `keyhelper login openai --connection team`"), "{text}");
+
+    let online = home.run(&["doctor", "work", "--online"]);
+    let text = stdout(&online);
+    assert_eq!(online.status.code(), Some(4), "signed out is exit 4: {text}{}", stderr(&online));
+    assert!(
+        text.contains("✗ work: `az account show --output none` failed: ERROR: Please run 'az login' to setup account. — fix: run `az login`"),
+        "{text}"
+    );
+    assert!(!text.contains("vault"), "only the named credential: {text}");
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(&home.run(&["doctor", "--json"]))).unwrap();
+    let failed: Vec<&serde_json::Value> =
+        json.as_array().unwrap().iter().filter(|c| c["ok"] == false).collect();
+    assert!(failed.iter().any(|c| c["credential"] == "vault" && c["check"] == "tool"), "{json}");
+    assert!(!stdout(&home.run(&["doctor", "--json"])).contains("eyJdoctor"));
+}

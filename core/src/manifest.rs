@@ -46,6 +46,24 @@ pub struct ProviderManifest {
     /// The option holding the API's base URL, which is then where the proxy
     /// forwards unless a credential sets `upstream` (e.g. `base_url`).
     pub upstream_option: Option<String>,
+    /// What `keyhelper doctor` may check, and the fixes it names.
+    #[serde(default)]
+    pub doctor: DoctorManifest,
+}
+
+/// What `keyhelper doctor` checks for a provider that runs a tool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorManifest {
+    /// A harmless command that succeeds only when the tool is signed in
+    /// (e.g. `["az", "account", "show"]`); run only with `doctor --online`,
+    /// and only if its program is one the provider is granted to run.
+    #[serde(default)]
+    pub probe: Vec<String>,
+    /// The fix when the probe fails (e.g. "run `az login`").
+    pub probe_fix: Option<String>,
+    /// The fix when the provider's tool is not installed.
+    pub install_fix: Option<String>,
 }
 
 /// The HTTP APIs keyhelper's proxy speaks for a client: how the client is

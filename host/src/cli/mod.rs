@@ -5,6 +5,7 @@
 mod cache;
 mod completions;
 mod docker;
+mod doctor;
 mod export;
 mod get;
 mod git_credential;
@@ -96,6 +97,8 @@ pub enum Command {
     /// Manage the credential cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Check that each credential can be served: its tool, its sign-in, its stored secret, its grants.
+    Doctor(doctor::DoctorArgs),
     /// Show where keyhelper keeps things and which secret store is in use.
     Status(JsonArg),
     /// Print a script that gives your shell completions for keyhelper (with your credential names).
@@ -151,6 +154,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::DockerCredential { action } => Ok(docker::run(&env, &action)),
         Command::RenewInBackground(args) => done(renew::run(&env, &args)),
         Command::Completions(args) => done(completions::run(&args)),
+        Command::Doctor(args) => doctor::run(&env, &args),
         Command::ManPages(args) => done(completions::man_pages(&args)),
     }
 }
