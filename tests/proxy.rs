@@ -396,3 +396,41 @@ fn sigterm_stops_the_proxy_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_provider_that_fails_is_a_503_naming_the_fix_and_one_stderr_line() {
+    let home = Home::new("proxy-signed-out");
+    // What `az account get-access-token` prints and exits with when signed out.
+    home.fake_tool("az", "#!/bin/sh\necho \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n");
+    home.write_config("[credentials.work]\nprovider = \"azure\"\n");
+    let upstream = Upstream::start(&home, None);
+    let mut child = home
+        .keyhelper(&["proxy", "work", "--upstream", &format!("http://127.0.0.1:{}", upstream.port)])
+        .env("KEYHELPER_PROXY_KEY", CLIENT_KEY)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = support::BoundedLines::new(child.stderr.take().unwrap());
+    let address = loop {
+        let line = lines.next_line().expect("the proxy exited before listening");
+        if let Some(rest) = line.strip_prefix("keyhelper: proxying http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let proxy = Proxy { child, address };
+    for _ in 0..3 {
+        let (status, body) = proxy.request("/v1/models", Some(CLIENT_KEY));
+        assert_eq!(status, 503, "{body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(error["error"]["code"], "credential_unavailable", "{body}");
+        assert!(error["error"]["message"].as_str().unwrap().contains("az login"), "{body}");
+    }
+    let said = std::iter::from_fn(|| lines.next_line())
+        .find(|l| l.starts_with("keyhelper: proxy: cannot get"))
+        .expect("one stderr line");
+    assert!(said.starts_with("keyhelper: proxy: cannot get 'work':") && said.contains("az login"), "{said}");
+    drop(proxy);
+    let rest: Vec<String> = std::iter::from_fn(|| lines.next_line()).collect();
+    assert!(rest.iter().all(|l| !l.contains("cannot get")), "said once, not per request: {rest:?}");
+    assert!(upstream.statuses().is_empty(), "nothing reached the upstream");
+}

@@ -35,14 +35,16 @@ pub fn format(duration: Duration) -> String {
     if secs == 0 {
         return "0s".into();
     }
-    let mut out = String::new();
+    let mut parts = Vec::new();
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
         if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
+            parts.push(format!("{}{unit}", secs / size));
             secs %= size;
         }
     }
-    out
+    // The two largest units say enough: "47d 4h", not "47d4h12m3s".
+    parts.truncate(2);
+    parts.join(" ")
 }
 
 /// Deserializes an optional duration written like `"5m"`.
@@ -72,8 +74,9 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for text in ["1h5m", "30s", "2d3h", "0s"] {
-            assert_eq!(format(parse(text).unwrap()), text);
+        for text in ["1h 5m", "30s", "2d 3h", "0s"] {
+            assert_eq!(format(parse(&text.replace(' ', "")).unwrap()), text);
         }
+        assert_eq!(format(Duration::from_secs(47 * 86_400 + 4 * 3600 + 725)), "47d 4h");
     }
 }

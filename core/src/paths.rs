@@ -12,6 +12,9 @@ use crate::failure::{ExitClass, Failure};
 pub struct Dirs {
     /// The config file (`--config`, `$KEYHELPER_CONFIG`, or `<config dir>/config.toml`).
     pub config_file: PathBuf,
+    /// Whether the config file was named (`--config`, `$KEYHELPER_CONFIG`):
+    /// then it must exist.
+    pub config_named: bool,
     /// Long-lived data: the encrypted secret store, installed plugins.
     pub data_dir: PathBuf,
     /// Disposable data: compiled plugins, the credential cache.
@@ -28,11 +31,12 @@ impl Dirs {
         let project = directories::ProjectDirs::from("", "", "keyhelper").ok_or_else(|| {
             Failure::new(ExitClass::Config, "cannot find your home directory").hint("set HOME")
         })?;
-        let config_file = config_file
-            .or_else(|| std::env::var_os("KEYHELPER_CONFIG").map(PathBuf::from))
-            .unwrap_or_else(|| project.config_dir().join("config.toml"));
+        let named = config_file.or_else(|| std::env::var_os("KEYHELPER_CONFIG").map(PathBuf::from));
+        let config_named = named.is_some();
+        let config_file = named.unwrap_or_else(|| project.config_dir().join("config.toml"));
         Ok(Self {
             config_file,
+            config_named,
             providers_dir: project.config_dir().join("providers"),
             state_dir: project.state_dir().unwrap_or(project.data_dir()).to_path_buf(),
             data_dir: project.data_dir().to_path_buf(),

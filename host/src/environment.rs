@@ -50,6 +50,13 @@ impl Environment {
 
     /// Reads and checks the config file.
     pub fn config(&self) -> Result<Config, Failure> {
+        if self.dirs.config_named && !self.dirs.config_file.exists() {
+            return Err(Failure::new(
+                ExitClass::Config,
+                format!("the config file {} does not exist", self.dirs.config_file.display()),
+            )
+            .hint("create it, or name another with --config PATH or KEYHELPER_CONFIG"));
+        }
         Config::load(&self.dirs.config_file, &self.catalog, &self.sources)
     }
 

@@ -19,6 +19,13 @@ pub enum CacheCommand {
 /// Runs `cache …`.
 pub fn run(env: &Environment, command: &CacheCommand) -> Result<(), Failure> {
     let CacheCommand::Clear { name } = command;
+    if let Some(name) = name {
+        let config = env.config()?;
+        if !config.credentials.contains_key(name) && env.catalog.get(name).is_none() {
+            return Err(Failure::new(ExitClass::NotFound, format!("there is no credential called '{name}'"))
+                .hint("`keyhelper list` shows your credentials; `keyhelper cache clear` clears them all"));
+        }
+    }
     let Some(cache) = env.cache() else {
         return Err(Failure::new(ExitClass::Store, "the credential cache cannot be opened"));
     };

@@ -175,11 +175,11 @@ fn usage_error(error: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
+    // clap's whole message: what is missing or wrong, "did you mean", the
+    // `--` tip, the allowed values and the usage line.
     let rendered = error.render().to_string();
-    let first = rendered.lines().next().unwrap_or("invalid arguments");
-    let message = first.strip_prefix("error: ").unwrap_or(first);
-    let failure = Failure::new(ExitClass::Usage, message).hint("see `keyhelper --help`");
-    eprintln!("keyhelper: error: {failure}");
+    let message = rendered.trim_end().strip_prefix("error: ").unwrap_or(rendered.trim_end());
+    eprintln!("keyhelper: error: {message}");
     ExitCode::from(ExitClass::Usage.code())
 }
 

@@ -363,10 +363,13 @@ fn fit(line: &str, width: usize) -> String {
 }
 
 fn inspect(env: &Environment, installed: &InstalledPlugins, name: &str) -> Result<(), Failure> {
-    let manifest = env.catalog.get(name).ok_or_else(|| {
-        Failure::new(ExitClass::NotFound, format!("no plugin or provider is called '{name}'"))
-            .hint("`keyhelper plugin list` shows the plugins")
-    })?;
+    // A provider's name (`1password`) or its plugin's (`onepassword`).
+    let manifest =
+        env.catalog.get(name).or_else(|| env.catalog.all().find(|m| m.plugin == name)).ok_or_else(|| {
+            Failure::new(ExitClass::NotFound, format!("no plugin or provider is called '{name}'"))
+                .hint("`keyhelper plugin list` shows the plugins")
+        })?;
+    let name = manifest.name.as_str();
     let mut out = format!("provider:     {} — {}\n", manifest.name, manifest.display_name);
     out.push_str(&format!("description:  {}\n", manifest.description));
     out.push_str(&format!("plugin:       {}\n", manifest.plugin));

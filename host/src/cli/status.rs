@@ -84,9 +84,10 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
     }
     let mut out = String::new();
     out.push_str(&format!(
-        "config:          {} ({} credentials)\n",
+        "config:          {} ({} credential{})\n",
         config.path.display(),
-        config.credentials.len()
+        config.credentials.len(),
+        if config.credentials.len() == 1 { "" } else { "s" }
     ));
     out.push_str(&format!("secret store:    {backend}: {} ({why})\n", store.describe(backend)));
     out.push_str(&format!("stored secrets:  {}\n", stored.len()));

@@ -4,7 +4,7 @@
 //! quota is gone (only when no byte of the answer has reached the client and
 //! the request body was kept: up to 1 MiB).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -165,7 +165,8 @@ impl Forwarder {
         let uri = backend
             .upstream_uri(&parts.uri)
             .map_err(|message| error_response(StatusCode::BAD_REQUEST, "bad_request", &message))?;
-        let authorization = backend.source.current().await.map_err(|f| credential_error(&f))?;
+        let authorization =
+            backend.source.current().await.map_err(|f| credential_error(&backend.credential, &f))?;
         let first = self.send(parts, &uri, body, &authorization).await;
         let response = match (first, replay) {
             (Ok(response), Some(bytes)) if response.status() == StatusCode::UNAUTHORIZED => {
@@ -178,7 +179,7 @@ impl Forwarder {
                     .source
                     .renew_after_rejection(&authorization.secret)
                     .await
-                    .map_err(|f| credential_error(&f))?;
+                    .map_err(|f| credential_error(&backend.credential, &f))?;
                 match renewed {
                     Some(renewed) => {
                         self.send(parts, &uri, OutgoingBody::Replayable(bytes.clone()), &renewed).await
@@ -280,12 +281,28 @@ fn keep_end_to_end(headers: &mut HeaderMap) {
     }
 }
 
-fn credential_error(failure: &Failure) -> Response<ProxyBody> {
+/// The answer when the proxy cannot get `credential` (say, `az` is signed
+/// out): 502 when its provider's tool is failing, 503 otherwise, with the
+/// message and its fix; and one stderr line for whoever runs the proxy, once
+/// per distinct message so a busy client does not flood it. Never a 401: the
+/// client's key is fine, and a client would take a 401 for its own fault.
+fn credential_error(credential: &str, failure: &Failure) -> Response<ProxyBody> {
+    static LAST_SAID: Mutex<String> = Mutex::new(String::new());
+    let line = format!("keyhelper: proxy: cannot get '{credential}': {failure}");
+    let mut last = LAST_SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != line {
+        eprintln!("{line}");
+        *last = line;
+    }
     let status = match failure.class {
-        ExitClass::NeedsLogin | ExitClass::Denied => StatusCode::UNAUTHORIZED,
+        ExitClass::Unavailable => StatusCode::BAD_GATEWAY,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    error_response(status, "credential_unavailable", &format!("keyhelper proxy: {failure}"))
+    error_response(
+        status,
+        "credential_unavailable",
+        &format!("keyhelper proxy: cannot get '{credential}': {failure}"),
+    )
 }
 
 /// An OpenAI-style JSON error body.
