@@ -201,6 +201,16 @@ fn a_session_spanning_token_rotations_never_sees_a_401_and_streams_incrementally
     assert!(session["requests"].as_u64().unwrap() >= 20, "{session}");
     assert!(az_calls(&home) >= 3, "tokens rotated only {} times", az_calls(&home));
     assert!(!upstream.saw_client_key(), "the client key reached the upstream");
+    // The audit log: a line per fetch, with the requests it served, never a token.
+    let audit = std::fs::read_to_string(home.path().join(".local/state/keyhelper/audit.jsonl")).unwrap();
+    assert!(!audit.contains("token-"), "a token in the audit log");
+    let proxy_lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["mode"] == "proxy")
+        .collect();
+    assert!(proxy_lines.len() >= 2 && proxy_lines[0]["cache"] == "miss", "{audit}");
+    assert!(proxy_lines.iter().map(|l| l["requests"].as_u64().unwrap()).sum::<u64>() >= 10, "{audit}");
 
     let offsets: Vec<f64> =
         session["chunk_offsets"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();

@@ -60,6 +60,9 @@ pub struct Settings {
     /// How a secret inside its refresh window is renewed (default background).
     #[serde(default)]
     pub refresh: Option<RefreshMode>,
+    /// Whether every secret served is recorded in the audit log (default true).
+    #[serde(default)]
+    pub audit: Option<bool>,
 }
 
 impl Settings {

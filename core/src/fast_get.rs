@@ -19,6 +19,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::background;
 use crate::bundled_manifests;
 use crate::cache::{CredentialCache, Freshness};
@@ -31,7 +32,7 @@ use crate::paths::Dirs;
 use crate::private_fs::{self, Durability};
 use crate::sources;
 
-const NOTE_VERSION: &str = "keyhelper fast-get note v2";
+const NOTE_VERSION: &str = "keyhelper fast-get note v3";
 
 /// A plain `get` the fast path may serve.
 struct PlainGet {
@@ -49,6 +50,8 @@ pub struct Remembered<'a> {
     pub refresh_before: Duration,
     /// How it is renewed.
     pub refresh: RefreshMode,
+    /// Whether secrets served are recorded in the audit log.
+    pub audit: bool,
     /// What decided the answer: [`crate::sources::SourceFiles::lines`].
     pub sources: Vec<String>,
     /// The environment variables that change the answer.
@@ -70,6 +73,11 @@ pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
     let entry_id = lines.next()?.strip_prefix("entry ")?;
     let refresh_before: i64 = lines.next()?.strip_prefix("refresh_before ")?.parse().ok()?;
     let refresh = RefreshMode::parse(lines.next()?.strip_prefix("refresh ")?)?;
+    let audit = match lines.next()? {
+        "audit on" => true,
+        "audit off" => false,
+        _ => return None,
+    };
     if !lines.all(sources::still_holds) {
         return None;
     }
@@ -87,6 +95,19 @@ pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
     };
     let text = output::render(&cached.credential, get.format, &Conventions::default(), get.newline).ok()?;
     let printed = output::print(&text);
+    if audit && printed.is_ok() {
+        let record = AuditRecord {
+            credential: &get.name,
+            provider: Some(&cached.provider),
+            mode: "get",
+            cache: Some("hit"),
+            outcome: "served",
+            requests: None,
+        };
+        if let Err(e) = AuditLog::new(&dirs.state_dir).append(&record) {
+            eprintln!("keyhelper: warning: cannot write the audit log: {e}");
+        }
+    }
     if renew {
         background::start(&invocation::full_executable(), &get.name, &entry, now);
     }
@@ -100,11 +121,12 @@ pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
 /// Failing to write it only costs speed.
 pub fn remember(dirs: &Dirs, name: &str, what: &Remembered<'_>) {
     let mut note = format!(
-        "{NOTE_VERSION}\n{}\nentry {}\nrefresh_before {}\nrefresh {}\n",
+        "{NOTE_VERSION}\n{}\nentry {}\nrefresh_before {}\nrefresh {}\naudit {}\n",
         header(dirs),
         what.entry_id,
         what.refresh_before.as_secs(),
-        what.refresh.name()
+        what.refresh.name(),
+        if what.audit { "on" } else { "off" }
     );
     for line in what.sources.iter().cloned().chain(what.env.iter().map(|name| sources::env_line(name))) {
         note.push_str(&line);

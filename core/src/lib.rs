@@ -10,6 +10,7 @@
 //! It depends on neither a CLI parser, an async runtime nor the plugin engine:
 //! those live in the host crate (`keyhelper-host`), which depends on this one.
 
+pub mod audit;
 pub mod background;
 pub mod bundled_manifests;
 pub mod cache;

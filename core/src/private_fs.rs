@@ -20,6 +20,22 @@ pub fn open_lock_file(path: &Path) -> std::io::Result<fs::File> {
     fs::File::options().create(true).truncate(false).write(true).mode(0o600).open(path)
 }
 
+/// Opens `path` for appending, creating it 0600 (in a 0700 directory).
+pub fn open_append(path: &Path) -> std::io::Result<fs::File> {
+    match fs::File::options().append(true).create(true).mode(0o600).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ensure_dir(parent(path)?)?;
+            fs::File::options().append(true).create(true).mode(0o600).open(path)
+        }
+        other => other,
+    }
+}
+
+/// Whether two metadata describe the same file (device and inode).
+pub fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
 /// What a replaced file must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {

@@ -77,12 +77,15 @@ pub struct Served<'a> {
     pub source: ResolvedCredential<'a>,
     /// When to look at it again; `None` when it was not cached.
     pub timing: Option<ServeTiming>,
+    /// Whether the cache answered (no provider call).
+    pub from_cache: bool,
 }
 
 /// One credential from one cache entry (or straight from the provider).
 struct Answer {
     credential: Credential,
     timing: Option<ServeTiming>,
+    from_cache: bool,
 }
 
 /// The cache, the plugins and the configuration, working together.
@@ -178,6 +181,7 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
                     credential: answer.credential,
                     source: credential,
                     timing: answer.timing,
+                    from_cache: answer.from_cache,
                 });
             }
             Err(failure) => failure,
@@ -209,7 +213,7 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
             Some(cache) if !options.no_cache => cache,
             _ => {
                 let fresh = self.meeting_min_ttl(credential, self.fetch_fresh(credential, None)?, min_ttl)?;
-                return Ok(Answer { credential: fresh, timing: None });
+                return Ok(Answer { credential: fresh, timing: None, from_cache: false });
             }
         };
         let settings = &self.config.settings;
@@ -219,6 +223,7 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
         let serve = |cached: CachedCredential| Answer {
             timing: Some(ServeTiming::of(&cached, refresh_before)),
             credential: cached.credential,
+            from_cache: true,
         };
         if let Some(cached) = self.read(credential, &entry) {
             let now = self.clock.now();
@@ -293,7 +298,7 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
         entry.clear_renewal_failures();
         let Some(cache_until) = self.cache_until(&fresh, credential) else {
             let fresh = self.meeting_min_ttl(credential, fresh, min_ttl)?;
-            return Ok(Answer { credential: fresh, timing: None });
+            return Ok(Answer { credential: fresh, timing: None, from_cache: false });
         };
         let stored = CachedCredential {
             name: credential.name.clone(),
@@ -307,7 +312,11 @@ impl<'a, F: Fetcher> CredentialBroker<'a, F> {
         }
         let refresh_before = secs(credential.refresh_before(&self.config.settings));
         let timing = Some(ServeTiming::of(&stored, refresh_before));
-        Ok(Answer { credential: self.meeting_min_ttl(credential, stored.credential, min_ttl)?, timing })
+        Ok(Answer {
+            credential: self.meeting_min_ttl(credential, stored.credential, min_ttl)?,
+            timing,
+            from_cache: false,
+        })
     }
 
     /// The cached credential, if any; a corrupt entry is a miss with a warning.

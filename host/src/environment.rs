@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use keyhelper_core::audit::{AuditLog, AuditRecord};
 use keyhelper_core::cache::CredentialCache;
 use keyhelper_core::catalog::ProviderCatalog;
 use keyhelper_core::config::{Config, StoreChoice};
@@ -15,7 +16,7 @@ use keyhelper_core::paths::Dirs;
 use keyhelper_core::resolve::SECRET_STORE_VAR;
 use keyhelper_core::sources::SourceFiles;
 
-use crate::broker::CredentialBroker;
+use crate::broker::{CredentialBroker, Served};
 use crate::fetcher::CredentialFetcher;
 use crate::interaction::CallerHints;
 use crate::store::SecretStore;
@@ -83,6 +84,44 @@ impl Environment {
                 None
             }
         }
+    }
+
+    /// Appends `record` to the audit log unless `[settings] audit = false`;
+    /// a log that cannot be written is a warning, never a failure.
+    pub fn audit(&self, config: &Config, record: &AuditRecord<'_>) {
+        if config.settings.audit == Some(false) {
+            return;
+        }
+        if let Err(e) = AuditLog::new(&self.dirs.state_dir).append(record) {
+            tracing::warn!("cannot write the audit log: {e}");
+        }
+    }
+
+    /// Records `served` (for `credential`, asked for as `mode`) in the audit log.
+    pub fn audit_served(&self, config: &Config, asked: &str, mode: &str, served: &Served<'_>) {
+        let record = AuditRecord {
+            credential: asked,
+            provider: Some(&served.source.manifest.name),
+            mode,
+            cache: Some(if served.from_cache { "hit" } else { "miss" }),
+            outcome: "served",
+            requests: None,
+        };
+        self.audit(config, &record);
+    }
+
+    /// Records that `asked` (as `mode`) could not be served.
+    pub fn audit_failed(&self, config: &Config, asked: &str, mode: &str, failure: &Failure) {
+        let outcome = format!("failed (exit {})", failure.class.code());
+        let record = AuditRecord {
+            credential: asked,
+            provider: None,
+            mode,
+            cache: None,
+            outcome: &outcome,
+            requests: None,
+        };
+        self.audit(config, &record);
     }
 
     /// A broker over this user's configuration, cache and plugins.

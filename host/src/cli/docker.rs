@@ -50,6 +50,7 @@ fn respond(env: &Environment, action: &str, input: &str) -> Result<String, Failu
                 return Err(Failure::new(keyhelper_core::failure::ExitClass::NotFound, NOT_FOUND));
             };
             let served = env.broker(&config)?.get(&binding.credential, GetOptions::default())?;
+            env.audit_served(&config, &binding.credential, "docker", &served);
             Ok(serde_json::json!({
                 "ServerURL": url,
                 "Username": binding.username.as_deref().unwrap_or_default(),

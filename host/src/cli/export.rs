@@ -33,7 +33,7 @@ pub struct ExportArgs {
 /// Runs `export`.
 pub fn run(env: &Environment, args: &ExportArgs) -> Result<(), Failure> {
     let config = env.config()?;
-    let secrets = secret_env::fetch(env, &config, &args.bindings)?;
+    let secrets = secret_env::fetch(env, &config, &args.bindings, "export")?;
     let text =
         render(&secrets.iter().map(|(var, s)| (var.as_str(), s.expose())).collect::<Vec<_>>(), args.format);
     output::print(&text)

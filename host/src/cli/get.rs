@@ -42,11 +42,18 @@ pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
     let config = env.config()?;
     let options = GetOptions { min_ttl: args.min_ttl.unwrap_or_default(), no_cache: args.no_cache };
     let broker = env.broker(&config)?;
-    let served = broker.get(&args.name, options)?;
+    let served = match broker.get(&args.name, options) {
+        Ok(served) => served,
+        Err(failure) => {
+            env.audit_failed(&config, &args.name, "get", &failure);
+            return Err(failure);
+        }
+    };
     let conventions = &served.source.manifest.conventions;
     let text = output::render(&served.credential, args.format, conventions, !args.no_newline)?;
     output::print(&text)
         .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot write to stdout: {e}")))?;
+    env.audit_served(&config, &args.name, "get", &served);
     if served.source.name == args.name
         && !args.no_cache
         && let Some(cache) = broker.cache()
@@ -56,6 +63,7 @@ pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
             entry_id: entry.id(),
             refresh_before: served.source.refresh_before(&config.settings),
             refresh: served.source.refresh_mode(&config.settings),
+            audit: config.settings.audit != Some(false),
             sources: env.sources.lines(),
             env: &served.source.answer_env(),
         };

@@ -37,6 +37,7 @@ pub fn run(env: &Environment, args: &GitCredentialArgs) -> Result<(), Failure> {
     match args.action.as_str() {
         "get" => {
             let served = env.broker(&config)?.get(&binding.credential, GetOptions::default())?;
+            env.audit_served(&config, &binding.credential, "git", &served);
             let username = binding.username.as_deref().or(attribute("username")).unwrap_or(DEFAULT_USERNAME);
             let secret = served.credential.secret.expose();
             output::refuse_line_breaks(secret, "git's credential protocol")?;

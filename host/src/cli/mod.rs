@@ -10,6 +10,7 @@ mod export;
 mod get;
 mod git_credential;
 mod list;
+mod log;
 mod login;
 mod plugin;
 mod providers;
@@ -97,6 +98,8 @@ pub enum Command {
     /// Manage the credential cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Show the audit log: every secret served, when, how and from where (never the secret).
+    Log(log::LogArgs),
     /// Check that each credential can be served: its tool, its sign-in, its stored secret, its grants.
     Doctor(doctor::DoctorArgs),
     /// Show where keyhelper keeps things and which secret store is in use.
@@ -155,6 +158,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::RenewInBackground(args) => done(renew::run(&env, &args)),
         Command::Completions(args) => done(completions::run(&args)),
         Command::Doctor(args) => doctor::run(&env, &args),
+        Command::Log(args) => done(log::run(&env, &args)),
         Command::ManPages(args) => done(completions::man_pages(&args)),
     }
 }

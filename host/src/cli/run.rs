@@ -56,7 +56,8 @@ pub struct RunArgs {
 /// Runs `run`; returns the program's exit code when keyhelper outlives it.
 pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
     let config = env.config()?;
-    let secrets = if args.env.is_empty() { Vec::new() } else { secret_env::fetch(env, &config, &args.env)? };
+    let secrets =
+        if args.env.is_empty() { Vec::new() } else { secret_env::fetch(env, &config, &args.env, "run")? };
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut command = Command::new(program);
     command.args(rest).envs(secrets.iter().map(|(var, secret)| (var, secret.expose())));

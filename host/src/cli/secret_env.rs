@@ -11,8 +11,14 @@ use crate::environment::Environment;
 
 /// Parses `VAR=credential`, or `credential` alone (the variable then comes
 /// from the provider's manifest, e.g. `OPENAI_API_KEY`), and fetches each
-/// secret. Two bindings of one variable are an error.
-pub fn fetch(env: &Environment, config: &Config, specs: &[String]) -> Result<Vec<(String, Secret)>, Failure> {
+/// secret, recording each in the audit log as asked for by `mode`. Two
+/// bindings of one variable are an error.
+pub fn fetch(
+    env: &Environment,
+    config: &Config,
+    specs: &[String],
+    mode: &str,
+) -> Result<Vec<(String, Secret)>, Failure> {
     let broker = env.broker(config)?;
     let mut bound: Vec<(String, Secret)> = Vec::new();
     for spec in specs {
@@ -43,6 +49,7 @@ pub fn fetch(env: &Environment, config: &Config, specs: &[String]) -> Result<Vec
                 .hint(format!("name the variables: --env {var}=one --env OTHER_{var}=two")));
         }
         let served = broker.get(name, GetOptions::default())?;
+        env.audit_served(config, name, mode, &served);
         bound.push((var, served.credential.secret));
     }
     if bound.is_empty() {

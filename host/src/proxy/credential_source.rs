@@ -7,11 +7,12 @@
 //! (the last half of its refresh window), or the upstream refused it.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::header::{HeaderName, HeaderValue};
+use keyhelper_core::audit::{AuditLog, AuditRecord};
 use keyhelper_core::cache::{CacheEntry, RenewalClaim};
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
@@ -67,6 +68,8 @@ struct Shared {
     /// renewed once, not on every 401 (a herd of provider calls when the
     /// provider hands the same token back).
     renewed_after: Mutex<Option<Secret>>,
+    /// Requests served since the last audit line.
+    requests: AtomicU64,
 }
 
 impl Shared {
@@ -111,8 +114,10 @@ impl CredentialSource {
                         Err(failure) => return drop(ready.send(Err(failure))),
                     };
                 let _ = ready.send(Ok(()));
+                let audit =
+                    (config.settings.audit != Some(false)).then(|| AuditLog::new(&env.dirs.state_dir));
                 let worker =
-                    Worker { broker, credential, headers, shared: thread_shared, renewals: &renewals };
+                    Worker { broker, credential, headers, shared: thread_shared, renewals: &renewals, audit };
                 for job in queue {
                     worker.run(job);
                 }
@@ -128,6 +133,7 @@ impl CredentialSource {
     /// (asking for a new look in the background once it is due), else a
     /// fresh one.
     pub async fn current(&self) -> Result<Arc<Authorization>, Failure> {
+        self.shared.requests.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let held = {
             let memo = self.shared.memo.lock().expect("memo lock");
@@ -196,6 +202,7 @@ struct Worker<'a> {
     headers: HeaderChoice,
     shared: Arc<Shared>,
     renewals: &'a DeferredRenewals,
+    audit: Option<AuditLog>,
 }
 
 impl Worker<'_> {
@@ -227,6 +234,7 @@ impl Worker<'_> {
     /// Gets the credential through the broker and keeps its header in memory.
     fn look(&self) -> Result<Arc<Authorization>, Failure> {
         let served = self.broker.get(&self.credential, GetOptions::default())?;
+        self.record(&served);
         let authorization = Arc::new(authorization(&served, &self.headers)?);
         let now = Instant::now();
         let at = |unix: i64| {
@@ -241,6 +249,29 @@ impl Worker<'_> {
         *self.shared.memo.lock().expect("memo lock") =
             Some(Memo { authorization: authorization.clone(), look_again, floor });
         Ok(authorization)
+    }
+}
+
+impl Worker<'_> {
+    /// One audit line per fetch that served requests or asked the provider,
+    /// with the number of requests since the last line.
+    fn record(&self, served: &Served<'_>) {
+        let Some(audit) = &self.audit else { return };
+        let requests = self.shared.requests.swap(0, Ordering::Relaxed);
+        if requests == 0 && served.from_cache {
+            return;
+        }
+        let record = AuditRecord {
+            credential: &self.credential,
+            provider: Some(&served.source.manifest.name),
+            mode: "proxy",
+            cache: Some(if served.from_cache { "hit" } else { "miss" }),
+            outcome: "served",
+            requests: Some(requests),
+        };
+        if let Err(e) = audit.append(&record) {
+            tracing::warn!("cannot write the audit log: {e}");
+        }
     }
 }
 
