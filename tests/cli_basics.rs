@@ -276,3 +276,26 @@ fn doctor_names_each_fix_and_fails_when_a_check_does() {
     assert!(failed.iter().any(|c| c["credential"] == "vault" && c["check"] == "tool"), "{json}");
     assert!(!stdout(&home.run(&["doctor", "--json"])).contains("eyJdoctor"));
 }
+
+/// A provider slower than a second says what keyhelper waits for, once, on
+/// a terminal (a real pty, from util-linux `script`); a program reading
+/// keyhelper's stderr through a pipe sees nothing.
+#[test]
+fn a_slow_provider_says_what_it_waits_for_on_a_terminal_only() {
+    let home = Home::new("waiting");
+    home.fake_tool(
+        "az",
+        "#!/bin/sh\nsleep 2\necho '{\"accessToken\":\"eyJslow\",\"expires_on\":4102444800}'\n",
+    );
+    home.write_config("[credentials.work]\nprovider = \"azure\"\n");
+    let command = format!("{} get work --no-cache", support::keyhelper_exe().display());
+    let on_terminal = home.command("script").args(["-qec", &command, "/dev/null"]).output_within();
+    assert!(on_terminal.status.success(), "{}", stderr(&on_terminal));
+    let seen = stdout(&on_terminal);
+    assert_eq!(seen.matches("keyhelper: waiting for az…").count(), 1, "{seen}");
+    assert!(seen.contains("eyJslow"), "{seen}");
+
+    let piped = home.run(&["get", "work", "--no-cache"]);
+    assert_eq!(stdout(&piped), "eyJslow\n");
+    assert!(stderr(&piped).is_empty(), "{}", stderr(&piped));
+}

@@ -18,6 +18,7 @@ use crate::runtime::capability::CapabilityGrant;
 use crate::runtime::outcome::Validation;
 use crate::runtime::sandbox::{CallContext, Limits, StoredSecrets};
 use crate::runtime::{CallRequest, IntegrityCheck, LoadedPlugin, PluginError, PluginRuntime, PluginSource};
+use crate::waiting::WaitingNotice;
 
 /// Where fresh credentials come from: the provider's plugin, in the product
 /// ([`CredentialFetcher`]), a script in the broker's tests.
@@ -135,6 +136,7 @@ impl Fetcher for CredentialFetcher {
         tracing::debug!("fetching '{}' from provider '{}'", credential.name, credential.manifest.name);
         let plugin = self.load(credential)?;
         let started = Instant::now();
+        let _notice = WaitingNotice::start(waited_for(credential));
         let fetched = plugin
             .fetch(self.context(credential), &self.request(credential))
             .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)));
@@ -149,8 +151,18 @@ impl Fetcher for CredentialFetcher {
     ) -> Result<Credential, Failure> {
         tracing::debug!("renewing '{}' with provider '{}'", credential.name, credential.manifest.name);
         let plugin = self.load(credential)?;
+        let _notice = WaitingNotice::start(waited_for(credential));
         plugin
             .refresh(self.context(credential), &self.request(credential), previous)
             .map_err(|e| Failure::from(e).context(format!("credential '{}'", credential.name)))
+    }
+}
+
+/// What a fetch of `credential` waits for: its provider's program, else the
+/// provider.
+fn waited_for(credential: &ResolvedCredential<'_>) -> String {
+    match credential.granted.exec.first() {
+        Some(exec) => exec.command.clone(),
+        None => credential.manifest.display_name.clone(),
     }
 }

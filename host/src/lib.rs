@@ -19,3 +19,4 @@ pub mod mask;
 pub mod proxy;
 pub mod runtime;
 pub mod store;
+pub mod waiting;
