@@ -299,3 +299,33 @@ fn a_slow_provider_says_what_it_waits_for_on_a_terminal_only() {
     assert_eq!(stdout(&piped), "eyJslow\n");
     assert!(stderr(&piped).is_empty(), "{}", stderr(&piped));
 }
+
+/// `validate --offline` never runs the provider's tool: it checks the cached
+/// secret, or says it cannot.
+#[test]
+fn validate_offline_never_runs_the_tool() {
+    let home = Home::new("validate-offline");
+    let calls = home.bin().join("calls");
+    home.fake_tool(
+        "az",
+        &format!(
+            "#!/bin/sh\necho call >> '{}'\necho '{{\"accessToken\":\"eyJoffline\",\"expires_on\":4102444800}}'\n",
+            calls.display()
+        ),
+    );
+    home.write_config("[credentials.work]\nprovider = \"azure\"\n");
+    let count = || std::fs::read_to_string(&calls).map_or(0, |s| s.lines().count());
+    let uncached = home.run(&["validate", "work", "--offline"]);
+    assert_eq!(uncached.status.code(), Some(5), "{}", stderr(&uncached));
+    assert!(
+        stderr(&uncached).contains("cannot validate 'work' offline: it is not cached"),
+        "{}",
+        stderr(&uncached)
+    );
+    assert_eq!(count(), 0, "az ran");
+    assert!(home.run(&["get", "work"]).status.success());
+    let cached = home.run(&["validate", "work", "--offline"]);
+    assert!(cached.status.success(), "{}", stderr(&cached));
+    assert!(stdout(&cached).starts_with("valid: "), "{}", stdout(&cached));
+    assert_eq!(count(), 1, "only the get ran az");
+}

@@ -195,3 +195,41 @@ fn validate_offline_checks_the_format_only() {
     let output = run(&home, &["validate", "openai", "--offline"]);
     assert_eq!(stdout(&output), "valid: the key has the format of an OpenAI key\n", "{}", stderr(&output));
 }
+
+/// At a terminal (a real pty from util-linux `script`), a paste that fails
+/// the format check is asked for again instead of ending the login.
+#[test]
+fn an_interactive_login_asks_again_after_a_wrong_paste() {
+    let home = file_home("openai-reprompt");
+    let command = format!("{} login openai", support::keyhelper_exe().display());
+    let mut script = home
+        .command("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("KEYHELPER_SECRET_STORE", "file")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    script.stdin.take().unwrap().write_all(format!("not-a-key\n{KEY}\n").as_bytes()).unwrap();
+    let output = support::finish(script);
+    let seen = stdout(&output);
+    assert!(output.status.success(), "{seen}{}", stderr(&output));
+    assert!(seen.contains("starts with `sk-`") && seen.contains("try again"), "{seen}");
+    assert_eq!(seen.matches("(input hidden)").count(), 2, "{seen}");
+    assert_eq!(stdout(&run(&home, &["get", "openai"])), format!("{KEY}\n"));
+}
+
+/// `login --verify` that cannot reach the service says so, and why, and
+/// stores nothing.
+#[test]
+fn login_verify_without_the_service_says_it_could_not_verify() {
+    let home = file_home("openai-verify-offline");
+    home.write_config("[credentials.team]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n");
+    let output = run_with_stdin(&home, &["login", "openai", "--verify", "--stdin"], KEY);
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert!(stderr(&output).contains("not stored: the key could not be verified"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("log in without --verify"), "{}", stderr(&output));
+    assert!(!stderr(&output).contains(&KEY[10..]));
+    assert_eq!(run(&home, &["get", "openai"]).status.code(), Some(5), "nothing was stored");
+}

@@ -61,11 +61,29 @@ pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
         )
         .hint("add --force to replace (rotate) it, or choose another --connection"));
     }
-    let secret = read_secret(manifest, &args.connection, args.stdin)?;
-
     let granted = env.catalog.granted(&manifest.name).expect("the provider exists");
     let credential = credential_for_connection(&config, manifest, granted, &args.connection);
-    let validation = env.fetcher(&config)?.validate(&credential, &secret, args.verify)?;
+    let fetcher = env.fetcher(&config)?;
+    let mut secret = read_secret(manifest, &args.connection, args.stdin)?;
+    // At a terminal, a paste that fails the format check is asked for again.
+    let mut attempts = 1;
+    while !args.stdin && attempts < MAX_PROMPTS {
+        let format = fetcher.validate(&credential, &secret, false)?;
+        if format.verdict != Verdict::Rejected {
+            break;
+        }
+        eprintln!("keyhelper: {}; try again", format.message);
+        secret = read_secret(manifest, &args.connection, false)?;
+        attempts += 1;
+    }
+    let validation = fetcher.validate(&credential, &secret, args.verify).map_err(|failure| {
+        if args.verify && failure.class == ExitClass::Unavailable {
+            Failure::new(ExitClass::Unavailable, format!("not stored: the key could not be verified: {}", failure.message))
+                .hint("check the network (or the credential's base_url), or log in without --verify: the format was checked")
+        } else {
+            failure
+        }
+    })?;
     match validation.verdict {
         Verdict::Rejected if args.verify => {
             return Err(Failure::new(ExitClass::Denied, format!("not stored: {}", validation.message)));
@@ -86,6 +104,10 @@ pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// How many times an interactive `login` asks for a secret that fails the
+/// format check.
+const MAX_PROMPTS: u32 = 3;
 
 /// Runs `logout`.
 pub fn logout(env: &Environment, args: &LogoutArgs) -> Result<(), Failure> {
