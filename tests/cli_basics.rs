@@ -329,3 +329,38 @@ fn validate_offline_never_runs_the_tool() {
     assert!(stdout(&cached).starts_with("valid: "), "{}", stdout(&cached));
     assert_eq!(count(), 1, "only the get ran az");
 }
+
+/// One broken credential entry (an unknown option) breaks only itself: the
+/// others are served and listed, and the broken one shows its error.
+#[test]
+fn a_broken_credential_entry_breaks_only_itself() {
+    let home = Home::new("broken-entry");
+    home.fake_tool("az", "#!/bin/sh\necho '{\"accessToken\":\"eyJgood\",\"expires_on\":4102444800}'\n");
+    home.write_config(
+        "[credentials.good]\nprovider = \"azure\"\n\n[credentials.bad]\nprovider = \"azure\"\nscoep = \"x\"\n",
+    );
+    assert_eq!(stdout(&home.run(&["get", "good"])), "eyJgood\n");
+    let bad = home.run(&["get", "bad"]);
+    assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("config.toml:6:1") && stderr(&bad).contains("scoep"), "{}", stderr(&bad));
+    let list = home.run(&["list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(stdout(&list).lines().any(|l| l.starts_with("good") && l.contains("azure")), "{}", stdout(&list));
+    assert!(
+        stdout(&list).lines().any(|l| l.starts_with("bad") && l.contains("broken: ")),
+        "{}",
+        stdout(&list)
+    );
+    use std::process::Stdio;
+    let mut login = home.keyhelper(&["login", "openai", "--stdin"]);
+    login.env("KEYHELPER_SECRET_STORE", "file");
+    let mut child =
+        login.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"sk-proj-Abc123_def456-GHI789jkl012MNO345pqr678",
+    )
+    .unwrap();
+    let login = support::finish(child);
+    assert!(login.status.success(), "{}", stderr(&login));
+}

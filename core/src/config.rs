@@ -37,6 +37,9 @@ pub struct Config {
     pub settings: Settings,
     /// Configured credentials by name.
     pub credentials: BTreeMap<String, CredentialConfig>,
+    /// Credentials whose entry is wrong (an unknown option, a bad value), with
+    /// the error: using one fails with it, the others work.
+    pub broken: BTreeMap<String, Failure>,
     /// `[git."host"]`: which credential `keyhelper git-credential` hands git for a host.
     pub git: BTreeMap<String, HostBinding>,
     /// `[docker."registry"]`: which credential the Docker helper hands out for a registry.
@@ -208,20 +211,24 @@ impl Config {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
         let mut credentials = BTreeMap::new();
+        let mut broken = BTreeMap::new();
         for (name, table) in raw.credentials {
-            let credential = parse_credential(name.get_ref(), table.get_ref(), catalog).map_err(
-                |(span, message, hint)| {
+            match parse_credential(name.get_ref(), table.get_ref(), catalog) {
+                Ok(credential) => {
+                    credentials.insert(name.into_inner(), credential);
+                }
+                Err((span, message, hint)) => {
                     let failure = at(Some(span.unwrap_or_else(|| name.span())), message);
-                    match hint {
+                    let failure = match hint {
                         Some(hint) => failure.hint(hint),
                         None => failure,
-                    }
-                },
-            )?;
-            credentials.insert(name.into_inner(), credential);
+                    };
+                    broken.insert(name.into_inner(), failure);
+                }
+            }
         }
         let mut config =
-            Self { path: path.to_path_buf(), settings: raw.settings, credentials, ..Self::default() };
+            Self { path: path.to_path_buf(), settings: raw.settings, credentials, broken, ..Self::default() };
         config.check_fallbacks(catalog).map_err(|m| at(None, m))?;
         for (section, bindings) in [("git", raw.git), ("docker", raw.docker)] {
             for (host, binding) in bindings {
@@ -251,7 +258,7 @@ impl Config {
 
     /// Whether `name` is a configured credential or a provider.
     fn names_credential(&self, name: &str, catalog: &ProviderCatalog) -> bool {
-        self.credentials.contains_key(name) || catalog.get(name).is_some()
+        self.credentials.contains_key(name) || self.broken.contains_key(name) || catalog.get(name).is_some()
     }
 
     fn check_fallbacks(&self, catalog: &ProviderCatalog) -> Result<(), String> {
@@ -418,8 +425,23 @@ fn scalar(value: &Spanned<toml::Value>) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The config, or its first error: a syntax error, or a broken credential.
     fn parse(text: &str) -> Result<Config, Failure> {
-        Config::parse(text, Path::new("config.toml"), &ProviderCatalog::bundled())
+        let config = Config::parse(text, Path::new("config.toml"), &ProviderCatalog::bundled())?;
+        match config.broken.values().next() {
+            Some(failure) => Err(failure.clone()),
+            None => Ok(config),
+        }
+    }
+
+    #[test]
+    fn one_broken_credential_leaves_the_others_usable() {
+        let text = "[credentials.good]\nprovider = \"azure\"\n\n[credentials.bad]\nprovider = \"azure\"\nscoep = \"x\"\n";
+        let config = Config::parse(text, Path::new("config.toml"), &ProviderCatalog::bundled()).unwrap();
+        assert!(config.credentials.contains_key("good"));
+        assert!(config.broken["bad"].message.contains("config.toml:6:1"), "{}", config.broken["bad"]);
+        let syntax = Config::parse("[credentials.x\n", Path::new("config.toml"), &ProviderCatalog::bundled());
+        assert!(syntax.is_err(), "a TOML syntax error still fails the whole file");
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub fn resolve<'a>(
     config: &Config,
     catalog: &'a ProviderCatalog,
 ) -> Result<ResolvedCredential<'a>, Failure> {
+    if let Some(failure) = config.broken.get(name) {
+        return Err(failure.clone());
+    }
     if let Some(credential) = config.credentials.get(name) {
         let manifest = catalog.get(&credential.provider).expect("config checks provider names");
         catalog.check_granted(&credential.provider)?;

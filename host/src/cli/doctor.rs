@@ -55,8 +55,11 @@ struct Check {
 pub fn run(env: &Environment, args: &DoctorArgs) -> Result<ExitCode, Failure> {
     let config = env.config()?;
     let store = env.store(&config)?;
-    let names: Vec<String> =
-        if args.names.is_empty() { config.credentials.keys().cloned().collect() } else { args.names.clone() };
+    let names: Vec<String> = if args.names.is_empty() {
+        config.credentials.keys().chain(config.broken.keys()).cloned().collect()
+    } else {
+        args.names.clone()
+    };
     if names.is_empty() {
         return Err(Failure::new(
             ExitClass::Config,

@@ -25,7 +25,7 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
     };
     let mut out = String::new();
     let mut rows = Vec::new();
-    if config.credentials.is_empty() {
+    if config.credentials.is_empty() && config.broken.is_empty() {
         out.push_str(&format!("no credentials configured in {}\n", config.path.display()));
     } else {
         out.push_str(&format!("{:<24} {:<22} {}\n", "CREDENTIAL", "PROVIDER", "STATE"));
@@ -60,6 +60,10 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
             None => state,
         };
         out.push_str(&format!("{name:<24} {:<22} {state}\n", credential.provider));
+    }
+    for (name, failure) in &config.broken {
+        rows.push(json!({ "name": name, "provider": null, "error": failure.to_string() }));
+        out.push_str(&format!("{name:<24} {:<22} broken: {failure}\n", "?"));
     }
     let own: Vec<(&str, &Path, bool, bool)> = env
         .catalog
