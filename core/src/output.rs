@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
 
 use crate::credential::Credential;
 use crate::failure::{ExitClass, Failure};
@@ -95,13 +96,14 @@ fn headers(credential: &Credential, conventions: &Conventions) -> Map<String, Va
 }
 
 /// Renders `credential` in `format` using the provider's `conventions`;
-/// `newline` ends it with `\n`.
+/// `newline` ends it with `\n`. The text holds the secret: it is zeroed when
+/// dropped.
 pub fn render(
     credential: &Credential,
     format: Format,
     conventions: &Conventions,
     newline: bool,
-) -> Result<String, Failure> {
+) -> Result<Zeroizing<String>, Failure> {
     let secret = credential.secret.expose();
     let mut out = match format {
         Format::Raw => secret.to_string(),
@@ -134,7 +136,7 @@ pub fn render(
     if newline {
         out.push('\n');
     }
-    Ok(out)
+    Ok(Zeroizing::new(out))
 }
 
 /// Refuses a secret holding CR, LF or NUL for a line-based output (`what`),
@@ -216,13 +218,13 @@ mod tests {
     }
 
     fn render_ok(c: &Credential, format: Format, conventions: &Conventions) -> String {
-        render(c, format, conventions, false).unwrap()
+        render(c, format, conventions, false).unwrap().to_string()
     }
 
     #[test]
     fn raw_and_json() {
         let c = credential("sk-abc", Some(1795527667));
-        assert_eq!(render(&c, Format::Raw, &openai(), true).unwrap(), "sk-abc\n");
+        assert_eq!(render(&c, Format::Raw, &openai(), true).unwrap().as_str(), "sk-abc\n");
         assert_eq!(render_ok(&c, Format::Raw, &openai()), "sk-abc");
         assert_eq!(render_ok(&c, Format::Json, &openai()), r#"{"expires_at":1795527667,"token":"sk-abc"}"#);
         assert_eq!(

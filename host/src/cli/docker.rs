@@ -18,8 +18,21 @@ use std::process::ExitCode;
 use keyhelper_core::config::{Config, HostBinding};
 use keyhelper_core::failure::Failure;
 
+use zeroize::Zeroizing;
+
 use crate::broker::GetOptions;
 use crate::environment::Environment;
+
+/// What `get` answers, borrowing the secret rather than copying it.
+#[derive(serde::Serialize)]
+struct DockerCredential<'a> {
+    #[serde(rename = "ServerURL")]
+    server_url: &'a str,
+    #[serde(rename = "Username")]
+    username: &'a str,
+    #[serde(rename = "Secret")]
+    secret: &'a str,
+}
 
 /// The protocol's "nothing stored for this server" message.
 pub const NOT_FOUND: &str = "credentials not found in native keychain";
@@ -32,7 +45,7 @@ pub fn run(env: &Environment, action: &str) -> ExitCode {
     }
     match respond(env, action, input.trim()) {
         Ok(reply) => {
-            println!("{reply}");
+            println!("{}", reply.as_str());
             ExitCode::SUCCESS
         }
         Err(failure) => {
@@ -42,7 +55,8 @@ pub fn run(env: &Environment, action: &str) -> ExitCode {
     }
 }
 
-fn respond(env: &Environment, action: &str, input: &str) -> Result<String, Failure> {
+/// The reply to `action` (for `get`, it holds the secret: zeroed when dropped).
+fn respond(env: &Environment, action: &str, input: &str) -> Result<Zeroizing<String>, Failure> {
     let config = env.config()?;
     match action {
         "get" => {
@@ -51,12 +65,12 @@ fn respond(env: &Environment, action: &str, input: &str) -> Result<String, Failu
             };
             let served = env.broker(&config)?.get(&binding.credential, GetOptions::default())?;
             env.audit_served(&config, &binding.credential, "docker", &served);
-            Ok(serde_json::json!({
-                "ServerURL": url,
-                "Username": binding.username.as_deref().unwrap_or_default(),
-                "Secret": served.credential.secret.expose(),
-            })
-            .to_string())
+            let reply = DockerCredential {
+                server_url: url,
+                username: binding.username.as_deref().unwrap_or_default(),
+                secret: served.credential.secret.expose(),
+            };
+            Ok(Zeroizing::new(serde_json::to_string(&reply).expect("strings serialize")))
         }
         "list" => {
             let map: serde_json::Map<String, serde_json::Value> = config
@@ -64,19 +78,19 @@ fn respond(env: &Environment, action: &str, input: &str) -> Result<String, Failu
                 .iter()
                 .map(|(url, b)| (url.clone(), b.username.clone().unwrap_or_default().into()))
                 .collect();
-            Ok(serde_json::Value::Object(map).to_string())
+            Ok(Zeroizing::new(serde_json::Value::Object(map).to_string()))
         }
         "erase" => {
             if let (Some((_, binding)), Some(cache)) = (find(&config, input), env.cache()) {
                 let _ = cache.clear(|entry| entry.name == binding.credential);
             }
-            Ok(String::new())
+            Ok(Zeroizing::new(String::new()))
         }
         "store" => Err(Failure::new(
             keyhelper_core::failure::ExitClass::Usage,
             "keyhelper does not store Docker credentials; add a [docker.\"<registry>\"] table to its config.toml",
         )),
-        "version" => Ok(format!("keyhelper {}", env!("CARGO_PKG_VERSION"))),
+        "version" => Ok(Zeroizing::new(format!("keyhelper {}", env!("CARGO_PKG_VERSION")))),
         other => Err(Failure::new(
             keyhelper_core::failure::ExitClass::Usage,
             format!("unknown action `{other}`; use get, list, store, erase or version"),

@@ -34,8 +34,8 @@ pub struct ExportArgs {
 pub fn run(env: &Environment, args: &ExportArgs) -> Result<(), Failure> {
     let config = env.config()?;
     let secrets = secret_env::fetch(env, &config, &args.bindings, "export")?;
-    let text =
-        render(&secrets.iter().map(|(var, s)| (var.as_str(), s.expose())).collect::<Vec<_>>(), args.format);
+    let pairs: Vec<(&str, &str)> = secrets.iter().map(|(var, s)| (var.as_str(), s.expose())).collect();
+    let text = zeroize::Zeroizing::new(render(&pairs, args.format));
     output::print(&text)
         .map_err(|e| Failure::new(ExitClass::Internal, format!("cannot write to stdout: {e}")))
 }

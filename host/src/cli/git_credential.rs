@@ -41,7 +41,7 @@ pub fn run(env: &Environment, args: &GitCredentialArgs) -> Result<(), Failure> {
             let username = binding.username.as_deref().or(attribute("username")).unwrap_or(DEFAULT_USERNAME);
             let secret = served.credential.secret.expose();
             output::refuse_line_breaks(secret, "git's credential protocol")?;
-            let mut reply = format!("username={username}\npassword={secret}\n");
+            let mut reply = zeroize::Zeroizing::new(format!("username={username}\npassword={secret}\n"));
             if let Some(expires_at) = served.credential.expires_at {
                 reply.push_str(&format!("password_expiry_utc={expires_at}\n"));
             }

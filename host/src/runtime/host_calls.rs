@@ -161,7 +161,7 @@ impl PluginState {
         })?;
         Ok(found.map(|secret| {
             let value = secret.expose().to_string();
-            self.known_secrets.push(value.clone());
+            self.known_secrets.push(zeroize::Zeroizing::new(value.clone()));
             value
         }))
     }

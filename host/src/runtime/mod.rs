@@ -23,6 +23,7 @@ use keyhelper_core::credential::{Credential, Secret};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
+use zeroize::Zeroizing;
 
 use self::artifacts::ArtifactCache;
 use self::bindings::{v0_1_0, v0_2_0};
@@ -288,7 +289,7 @@ impl LoadedPlugin {
             headers: previous.headers.clone(),
         };
         let mut ctx = ctx;
-        ctx.known_secrets.push(previous.secret.expose().to_string());
+        ctx.known_secrets.push(Zeroizing::new(previous.secret.expose().to_string()));
         let result =
             self.call(ctx, |store, pre| pre.refresh(store, &request, &previous_wit), returned_secret)?;
         self.credential_result(result)
@@ -304,7 +305,7 @@ impl LoadedPlugin {
     ) -> Result<Validation, PluginError> {
         let request = request.to_wit();
         let mut ctx = ctx;
-        ctx.known_secrets.push(secret.expose().to_string());
+        ctx.known_secrets.push(Zeroizing::new(secret.expose().to_string()));
         let (result, aftermath) =
             self.call(ctx, |store, pre| pre.validate(store, &request, secret.expose(), live), |_| None)?;
         let validation = result.map_err(|e| provider_error(e, aftermath))?;
@@ -369,7 +370,7 @@ impl LoadedPlugin {
         let outcome = f(&mut store, &self.pre);
         let mut state = store.into_data();
         if let Some(secret) = outcome.as_ref().ok().and_then(&returned_secret) {
-            state.known_secrets.push(secret);
+            state.known_secrets.push(Zeroizing::new(secret));
         }
         state.report();
         match outcome {

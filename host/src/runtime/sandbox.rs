@@ -11,6 +11,7 @@ use keyhelper_core::platform::process::ProcessLimits;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+use zeroize::Zeroizing;
 
 use super::capability::CapabilityGrant;
 
@@ -70,7 +71,7 @@ pub struct CallContext {
     pub limits: Limits,
     /// Secrets the host handed the plugin for this call (e.g. the credential to
     /// refresh): refused in argv and redacted from logs.
-    pub known_secrets: Vec<String>,
+    pub known_secrets: Vec<Zeroizing<String>>,
 }
 
 impl CallContext {
@@ -126,7 +127,7 @@ pub struct PluginState {
     pub(super) logs: Vec<(tracing::Level, String)>,
     /// Secrets the plugin has seen in this call: never allowed in argv, always
     /// redacted from its logs.
-    pub(super) known_secrets: Vec<String>,
+    pub(super) known_secrets: Vec<Zeroizing<String>>,
 }
 
 impl PluginState {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::private_fs::{self, Durability};
 use keyhelper_core::sealed::SealingKey;
+use zeroize::Zeroize;
 
 use super::{SecretBackend, SecretId, StoreError};
 
@@ -32,16 +33,18 @@ impl FileBackend {
         Ok(SealingKey::load_or_create(&self.dir.join("secrets.key"))?)
     }
 
-    fn read_all(&self) -> Result<BTreeMap<String, String>, StoreError> {
+    fn read_all(&self) -> Result<SecretMap, StoreError> {
         let path = self.data_path();
         let sealed = match private_fs::read_private(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SecretMap::default()),
             Err(e) => return Err(e.into()),
         };
         let corrupt = |problem: String| StoreError::Corrupt { path: path.display().to_string(), problem };
         let plain = self.key()?.open(PURPOSE, &sealed).map_err(|e| corrupt(e.to_string()))?;
-        serde_json::from_slice(&plain).map_err(|_| corrupt("holds data keyhelper cannot read".into()))
+        serde_json::from_slice(&plain)
+            .map(SecretMap)
+            .map_err(|_| corrupt("holds data keyhelper cannot read".into()))
     }
 
     fn write_all(&self, secrets: &BTreeMap<String, String>) -> Result<(), StoreError> {
@@ -53,9 +56,21 @@ impl FileBackend {
 
     fn modify<R>(&self, f: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> Result<R, StoreError> {
         let mut secrets = self.read_all()?;
-        let result = f(&mut secrets);
-        self.write_all(&secrets)?;
+        let result = f(&mut secrets.0);
+        self.write_all(&secrets.0)?;
         Ok(result)
+    }
+}
+
+/// The store's secrets by id, zeroed when dropped.
+#[derive(Default)]
+struct SecretMap(BTreeMap<String, String>);
+
+impl Drop for SecretMap {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            value.zeroize();
+        }
     }
 }
 
@@ -65,7 +80,7 @@ impl SecretBackend for FileBackend {
     }
 
     fn get(&self, id: &SecretId) -> Result<Option<Secret>, StoreError> {
-        Ok(self.read_all()?.remove(&id.to_string()).map(Secret::new))
+        Ok(self.read_all()?.0.remove(&id.to_string()).map(Secret::new))
     }
 
     fn set(&self, id: &SecretId, secret: &Secret) -> Result<(), StoreError> {
