@@ -28,6 +28,14 @@ pub struct ProcessOutput {
     pub stderr: Vec<u8>,
 }
 
+impl Drop for ProcessOutput {
+    /// A provider's output holds its secret: zeroed when dropped.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.stdout);
+        zeroize::Zeroize::zeroize(&mut self.stderr);
+    }
+}
+
 /// Why a child did not finish normally.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {

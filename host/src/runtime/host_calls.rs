@@ -225,16 +225,17 @@ macro_rules! host_interface {
 
             impl host::Host for PluginState {
                 fn run(&mut self, command: host::Command) -> Result<host::CommandOutput, host::HostError> {
-                    let out = self.run_program(
+                    let mut out = self.run_program(
                         &command.program,
                         &command.args,
                         &command.env,
                         command.stdin.as_deref(),
                     )?;
+                    // Handed to the guest's memory, which the bindings copy it into.
                     Ok(host::CommandOutput {
                         exit_code: out.exit_code,
-                        stdout: out.stdout,
-                        stderr: out.stderr,
+                        stdout: std::mem::take(&mut out.stdout),
+                        stderr: std::mem::take(&mut out.stderr),
                     })
                 }
 
