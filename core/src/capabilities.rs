@@ -22,6 +22,14 @@ pub struct Capabilities {
     /// Whether the plugin may read secrets stored for its own provider.
     #[serde(default)]
     pub stored_secrets: bool,
+    /// A list option holding a command line the plugin may run exactly as
+    /// written (the `command` provider): the user's config is the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_option: Option<String>,
+    /// A list option naming environment variables the plugin may read and
+    /// pass on, as the user's config lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_option: Option<String>,
 }
 
 /// One program a plugin may run.
@@ -72,6 +80,8 @@ impl Capabilities {
             env: self.env.iter().filter(|e| granted.env.contains(e)).cloned().collect(),
             http: self.http.iter().filter(|h| granted.http.contains(h)).cloned().collect(),
             stored_secrets: self.stored_secrets && granted.stored_secrets,
+            exec_option: self.exec_option.clone().filter(|o| granted.exec_option.as_ref() == Some(o)),
+            env_option: self.env_option.clone().filter(|o| granted.env_option.as_ref() == Some(o)),
         }
     }
 
@@ -82,12 +92,19 @@ impl Capabilities {
             env: self.env.iter().filter(|e| !granted.env.contains(e)).cloned().collect(),
             http: self.http.iter().filter(|h| !granted.http.contains(h)).cloned().collect(),
             stored_secrets: self.stored_secrets && !granted.stored_secrets,
+            exec_option: self.exec_option.clone().filter(|o| granted.exec_option.as_ref() != Some(o)),
+            env_option: self.env_option.clone().filter(|o| granted.env_option.as_ref() != Some(o)),
         }
     }
 
     /// Whether nothing at all is allowed.
     pub fn is_empty(&self) -> bool {
-        self.exec.is_empty() && self.env.is_empty() && self.http.is_empty() && !self.stored_secrets
+        self.exec.is_empty()
+            && self.env.is_empty()
+            && self.http.is_empty()
+            && !self.stored_secrets
+            && self.exec_option.is_none()
+            && self.env_option.is_none()
     }
 
     /// Human-readable lines, one per capability, for `providers` and `plugin inspect`.
@@ -115,6 +132,12 @@ impl Capabilities {
         if self.stored_secrets {
             lines.push("read its own stored secrets".to_string());
         }
+        if let Some(option) = &self.exec_option {
+            lines.push(format!("run the command line configured in its `{option}` option, exactly"));
+        }
+        if let Some(option) = &self.env_option {
+            lines.push(format!("read the env variables listed in its `{option}` option"));
+        }
         lines
     }
 }
@@ -133,6 +156,7 @@ mod tests {
             env: vec!["AZURE_CONFIG_DIR".into()],
             http: vec!["{base_url}/v1/models".into()],
             stored_secrets: true,
+            ..Capabilities::default()
         }
     }
 

@@ -345,7 +345,11 @@ fn parse_credential(
                 Some(format!("{provider} takes: {}", accepted.join(", "))),
             ));
         }
-        let text = scalar(value).map_err(|m| (Some(value.span()), format!("`{key_name}` {m}"), None))?;
+        let text = if manifest.options[key_name].list {
+            string_list(value).map_err(|m| (Some(value.span()), format!("`{key_name}` {m}"), None))?
+        } else {
+            scalar(value).map_err(|m| (Some(value.span()), format!("`{key_name}` {m}"), None))?
+        };
         options.insert(key_name.clone(), text);
     }
     if let Some((missing, _)) =
@@ -411,6 +415,18 @@ fn refresh_mode(value: Option<&Spanned<toml::Value>>) -> Result<Option<RefreshMo
 }
 
 /// A string, number or boolean as text.
+/// A list option: a TOML array of strings, as the JSON array the plugin reads.
+fn string_list(value: &Spanned<toml::Value>) -> Result<String, String> {
+    let items: Option<Vec<&str>> = match value.get_ref() {
+        toml::Value::Array(items) => items.iter().map(toml::Value::as_str).collect(),
+        _ => None,
+    };
+    match items {
+        Some(items) if !items.is_empty() => Ok(serde_json::to_string(&items).expect("strings serialize")),
+        _ => Err("must be a non-empty list of strings, like [\"my-cli\", \"get-token\"]".to_string()),
+    }
+}
+
 fn scalar(value: &Spanned<toml::Value>) -> Result<String, String> {
     match value.get_ref() {
         toml::Value::String(s) => Ok(s.clone()),

@@ -49,6 +49,21 @@ pub struct ProviderManifest {
     /// What `keyhelper doctor` may check, and the fixes it names.
     #[serde(default)]
     pub doctor: DoctorManifest,
+    /// Options that tighten the limits on the programs the plugin runs.
+    #[serde(default)]
+    pub process_limits: ProcessLimitsManifest,
+}
+
+/// Options whose values bound a provider's commands (the `command`
+/// provider's `timeout` and `max_output`). They can only tighten the host's
+/// own limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessLimitsManifest {
+    /// An option holding a duration (`"30s"`): the longest a command may run.
+    pub timeout_option: Option<String>,
+    /// An option holding a number of bytes: the most a command may print.
+    pub max_output_option: Option<String>,
 }
 
 /// What `keyhelper doctor` checks for a provider that runs a tool.
@@ -106,6 +121,10 @@ pub struct OptionManifest {
     /// Whether a credential must set it.
     #[serde(default)]
     pub required: bool,
+    /// Whether it is a list of strings (`command = ["my-cli", "token"]`); the
+    /// plugin receives it as a JSON array.
+    #[serde(default)]
+    pub list: bool,
 }
 
 /// Caching defaults of a provider.

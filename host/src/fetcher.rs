@@ -117,7 +117,7 @@ impl CredentialFetcher {
             provider: manifest.name.clone(),
             grant,
             secrets: self.secrets.clone(),
-            limits: Limits::default(),
+            limits: limits_for(credential),
             known_secrets: Vec::new(),
         }
     }
@@ -165,4 +165,20 @@ fn waited_for(credential: &ResolvedCredential<'_>) -> String {
         Some(exec) => exec.command.clone(),
         None => credential.manifest.display_name.clone(),
     }
+}
+
+/// The host's limits, tightened by the options the manifest names for that
+/// (never loosened: a longer timeout than the host's is the host's).
+fn limits_for(credential: &ResolvedCredential<'_>) -> Limits {
+    let mut limits = Limits::default();
+    let named = &credential.manifest.process_limits;
+    let option = |name: &Option<String>| name.as_ref().and_then(|n| credential.options.get(n));
+    if let Some(timeout) = option(&named.timeout_option).and_then(|v| keyhelper_core::duration::parse(v).ok())
+    {
+        limits.process.timeout = limits.process.timeout.min(timeout);
+    }
+    if let Some(max) = option(&named.max_output_option).and_then(|v| v.parse::<usize>().ok()) {
+        limits.process.max_output = limits.process.max_output.min(max);
+    }
+    limits
 }

@@ -18,6 +18,21 @@ impl CapabilityGrant {
     /// in URL patterns replaced by the credential's `options`.
     pub fn new(declared: &Capabilities, granted: &Capabilities, options: &BTreeMap<String, String>) -> Self {
         let mut allowed = declared.intersect(granted);
+        let list = |option: &Option<String>| -> Vec<String> {
+            option
+                .as_ref()
+                .and_then(|name| options.get(name))
+                .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
+                .unwrap_or_default()
+        };
+        if let Some((command, args)) = list(&allowed.exec_option).split_first() {
+            allowed.exec.push(ExecCapability {
+                command: command.clone(),
+                args: args.to_vec(),
+                flags: Vec::new(),
+            });
+        }
+        allowed.env.extend(list(&allowed.env_option));
         allowed.http = allowed
             .http
             .iter()
@@ -103,6 +118,11 @@ impl CapabilityGrant {
 /// Whether `args` fit `rule`: its options (each at most once, anywhere)
 /// taken out, the rest match its positional pattern. Explains a mismatch.
 fn rule_matches(rule: &ExecCapability, args: &[String]) -> Result<(), String> {
+    // A pattern of literals only (a command line from the user's config)
+    // matches exactly those arguments, options included.
+    if rule.flags.is_empty() && !rule.args.iter().any(|a| a == "*" || a == "**") && rule.args == args {
+        return Ok(());
+    }
     let mut positional = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     let mut rest = args.iter();
@@ -242,6 +262,7 @@ mod tests {
             env: vec!["AZURE_CONFIG_DIR".into()],
             http: vec!["{base_url}/v1/models".into(), "https://example.com/api/*".into()],
             stored_secrets: true,
+            ..Capabilities::default()
         }
     }
 
