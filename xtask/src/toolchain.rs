@@ -194,7 +194,10 @@ pub fn install() -> Result<()> {
 /// them on most systems.
 fn install_man_pages() -> Result<()> {
     let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
-    let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(|| home.join(".cargo"), PathBuf::from);
+    // Where `cargo install` put the executables: $CARGO_INSTALL_ROOT, else $CARGO_HOME.
+    let cargo_home = std::env::var_os("CARGO_INSTALL_ROOT")
+        .or_else(|| std::env::var_os("CARGO_HOME"))
+        .map_or_else(|| home.join(".cargo"), PathBuf::from);
     let data_home =
         std::env::var_os("XDG_DATA_HOME").map_or_else(|| home.join(".local/share"), PathBuf::from);
     let man_dir = data_home.join("man/man1");
