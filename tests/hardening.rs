@@ -3,17 +3,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
-use support::{Home, stderr, stdout};
-
-fn with_stdin(mut command: Command, input: &str) -> Output {
-    let mut child =
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    support::finish(child)
-}
+use support::{Home, stderr, stdout, with_stdin};
 
 /// A home whose `work` credential comes from a fake `az` answering `token`
 /// (a JSON string body, escapes allowed).

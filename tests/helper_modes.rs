@@ -7,11 +7,10 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
-use support::{BoundedRun, Home, Moto, stderr, stdout};
+use support::{BoundedRun, Home, Moto, stderr, stdout, with_stdin};
 
 const TOKEN: &str = "eyJ0eXAi.helper.token";
 const EXPIRES: i64 = 4_102_441_200;
@@ -33,13 +32,6 @@ fn home_with_az(tag: &str, extra_config: &str) -> Home {
 
 fn az_calls(home: &Home) -> usize {
     std::fs::read_to_string(home.bin().join("calls")).map_or(0, |s| s.lines().count())
-}
-
-fn with_stdin(mut command: Command, input: &str) -> Output {
-    let mut child =
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    support::finish(child)
 }
 
 fn keyhelper_dir() -> &'static Path {

@@ -20,19 +20,9 @@ fn file_home(tag: &str) -> Home {
 }
 
 fn run_with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
-    let mut child = home
-        .keyhelper(args)
-        .env("KEYHELPER_SECRET_STORE", "file")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // keyhelper may refuse (exit 2) before it reads its input.
-    if let Err(e) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    support::finish(child)
+    let mut command = home.keyhelper(args);
+    command.env("KEYHELPER_SECRET_STORE", "file");
+    support::with_stdin(command, input)
 }
 
 fn run(home: &Home, args: &[&str]) -> Output {

@@ -6,27 +6,16 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use support::{BoundedRun, Home, MockHttp, stderr, stdout};
 
 const ANTHROPIC_KEY: &str = "sk-ant-api03-Abc123_def456-GHI789jkl012MNO345pqr678STU901vwx234YZ-AA";
 
 fn run_with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
-    let mut child = home
-        .keyhelper(args)
-        .env("KEYHELPER_SECRET_STORE", "file")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // keyhelper may refuse (exit 2) before it reads its input.
-    if let Err(e) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    support::finish(child)
+    let mut command = home.keyhelper(args);
+    command.env("KEYHELPER_SECRET_STORE", "file");
+    support::with_stdin(command, input)
 }
 
 fn run(home: &Home, args: &[&str]) -> Output {

@@ -6,7 +6,7 @@
 
 pub mod fake_az;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -52,6 +52,18 @@ impl BoundedRun for Command {
             .unwrap_or_else(|e| panic!("starting {shown}: {e}"));
         finish(child)
     }
+}
+
+/// Runs `command` with `input` on its stdin, bounded like [`finish`]. A
+/// program may refuse (exit 2) before it reads its input: a closed pipe is
+/// not a failure.
+pub fn with_stdin(mut command: Command, input: &str) -> Output {
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    if let Err(e) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
+    finish(child)
 }
 
 /// Like `Child::wait_with_output()`, but the child is killed and the test
