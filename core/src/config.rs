@@ -73,6 +73,11 @@ impl Settings {
     pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
     /// The default of `lock_timeout`: longer than a plugin may run.
     pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(90);
+
+    /// Whether secrets served go to the audit log (`audit`, default true).
+    pub fn audits(&self) -> bool {
+        self.audit != Some(false)
+    }
 }
 
 /// How a cached secret inside its refresh window is renewed (`refresh` in

@@ -89,7 +89,7 @@ impl Environment {
     /// Appends `record` to the audit log unless `[settings] audit = false`;
     /// a log that cannot be written is a warning, never a failure.
     pub fn audit(&self, config: &Config, record: &AuditRecord<'_>) {
-        if config.settings.audit == Some(false) {
+        if !config.settings.audits() {
             return;
         }
         if let Err(e) = AuditLog::new(&self.dirs.state_dir).append(record) {

@@ -63,7 +63,7 @@ pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
             entry_id: entry.id(),
             refresh_before: served.source.refresh_before(&config.settings),
             refresh: served.source.refresh_mode(&config.settings),
-            audit: config.settings.audit != Some(false),
+            audit: config.settings.audits(),
             sources: env.sources.lines(),
             env: &served.source.answer_env(),
         };

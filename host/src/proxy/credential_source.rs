@@ -114,8 +114,7 @@ impl CredentialSource {
                         Err(failure) => return drop(ready.send(Err(failure))),
                     };
                 let _ = ready.send(Ok(()));
-                let audit =
-                    (config.settings.audit != Some(false)).then(|| AuditLog::new(&env.dirs.state_dir));
+                let audit = config.settings.audits().then(|| AuditLog::new(&env.dirs.state_dir));
                 let worker =
                     Worker { broker, credential, headers, shared: thread_shared, renewals: &renewals, audit };
                 for job in queue {
