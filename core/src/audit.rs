@@ -104,10 +104,7 @@ impl AuditLog {
             return; // another process is rotating it
         }
         // Rotate only the file this process wrote to, if no one has yet.
-        let same = std::fs::metadata(&self.path)
-            .ok()
-            .zip(written.metadata().ok())
-            .is_some_and(|(now, ours)| private_fs::same_file(&now, &ours));
+        let same = File::open(&self.path).is_ok_and(|now| private_fs::same_file(&now, written));
         if same {
             let _ = std::fs::rename(&self.path, self.rotated_path());
         }

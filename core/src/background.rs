@@ -33,7 +33,7 @@ pub fn start(full_executable: &Path, name: &str, entry: &CacheEntry<'_>, now: i6
         }
     };
     let args: [&OsStr; 4] = [RENEW_COMMAND.as_ref(), name.as_ref(), "--entry".as_ref(), entry.id().as_ref()];
-    match platform::spawn_renewer(full_executable, &args, claim.file(), CLAIM_VAR) {
+    match platform::spawn_renewer(full_executable, &args, claim.into_file(), CLAIM_VAR) {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(

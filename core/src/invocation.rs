@@ -8,21 +8,28 @@ use std::path::PathBuf;
 /// The complete program's file name; it lives beside `keyhelper`.
 pub const FULL_EXECUTABLE: &str = "keyhelper-full";
 
-/// `keyhelper-full` beside the running executable (symlinks to it resolved).
+/// `keyhelper-full` (`keyhelper-full.exe` on Windows) beside the running
+/// executable (symlinks to it resolved).
 pub fn full_executable() -> PathBuf {
-    std::env::current_exe()
-        .map(|exe| exe.with_file_name(FULL_EXECUTABLE))
-        .unwrap_or_else(|_| PathBuf::from(FULL_EXECUTABLE))
+    let name = format!("{FULL_EXECUTABLE}{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe().map(|exe| exe.with_file_name(&name)).unwrap_or_else(|_| PathBuf::from(name))
 }
 
 /// The name Docker runs keyhelper under (`credsStore`/`credHelpers` = "keyhelper").
 pub const DOCKER_HELPER_NAME: &str = "docker-credential-keyhelper";
 
-/// Whether `args` (a whole argv) come from Docker.
+/// Whether `args` (a whole argv) come from Docker: `argv[0]` names
+/// `docker-credential-keyhelper`, or `docker-credential-keyhelper.exe`.
 pub fn invoked_as_docker_helper(args: &[std::ffi::OsString]) -> bool {
-    args.first()
-        .and_then(|arg0| std::path::Path::new(arg0).file_name())
-        .is_some_and(|name| name == DOCKER_HELPER_NAME)
+    let Some(name) = args.first().and_then(|arg0| std::path::Path::new(arg0).file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    let stem = match name.len().checked_sub(".exe".len()) {
+        Some(end) if name.is_char_boundary(end) && name[end..].eq_ignore_ascii_case(".exe") => &name[..end],
+        _ => &name[..],
+    };
+    stem == DOCKER_HELPER_NAME
 }
 
 #[cfg(test)]
@@ -34,6 +41,9 @@ mod tests {
         let argv = |arg0: &str| vec![std::ffi::OsString::from(arg0), "get".into()];
         assert!(invoked_as_docker_helper(&argv("/usr/local/bin/docker-credential-keyhelper")));
         assert!(invoked_as_docker_helper(&argv("docker-credential-keyhelper")));
+        assert!(invoked_as_docker_helper(&argv("C:/bin/docker-credential-keyhelper.exe")));
+        assert!(invoked_as_docker_helper(&argv("docker-credential-keyhelper.EXE")));
+        assert!(!invoked_as_docker_helper(&argv("docker-credential-keyhelper.sh")));
         assert!(!invoked_as_docker_helper(&argv("/usr/local/bin/keyhelper")));
         assert!(!invoked_as_docker_helper(&[]));
     }

@@ -1,39 +1,41 @@
-//! Files only this user can read: 0700 directories, 0600 files, atomic replace.
-//! Every file keyhelper writes that holds a secret or native code goes through
-//! here.
+//! Files only this user can read (0700 directories and 0600 files on Unix,
+//! an owner-only ACL on Windows: see [`crate::platform`]), replaced
+//! atomically. Every file keyhelper writes that holds a secret or native code
+//! goes through here.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Creates `dir` (and its parents) if needed and makes it mode 0700.
+use crate::platform::{self, Exposure};
+
+/// Creates `dir` (and its parents) if needed and makes it this user's alone.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    platform::create_private_dir(dir)
 }
 
 /// Opens (creating it 0600, in a 0700 directory) a file that exists to be
 /// locked; its content is never read or written.
 pub fn open_lock_file(path: &Path) -> std::io::Result<fs::File> {
     ensure_dir(parent(path)?)?;
-    fs::File::options().create(true).truncate(false).write(true).mode(0o600).open(path)
+    platform::open_private(fs::File::options().create(true).truncate(false).write(true)).open(path)
 }
 
 /// Opens `path` for appending, creating it 0600 (in a 0700 directory).
 pub fn open_append(path: &Path) -> std::io::Result<fs::File> {
-    match fs::File::options().append(true).create(true).mode(0o600).open(path) {
+    let open = || platform::open_private(fs::File::options().append(true).create(true)).open(path);
+    match open() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             ensure_dir(parent(path)?)?;
-            fs::File::options().append(true).create(true).mode(0o600).open(path)
+            open()
         }
         other => other,
     }
 }
 
-/// Whether two metadata describe the same file (device and inode).
-pub fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    a.dev() == b.dev() && a.ino() == b.ino()
+/// Whether two open files are the same file (not one replaced by another).
+pub fn same_file(a: &fs::File, b: &fs::File) -> bool {
+    platform::same_file(a, b)
 }
 
 /// What a replaced file must survive.
@@ -96,52 +98,31 @@ fn written_temp_file(
 
 /// Makes a rename in `dir` durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
+    platform::sync_dir(dir)
 }
 
 /// Reads a file that must be this user's alone (a key or a secret store):
-/// one owned by another user, or with any permission bit for group or
-/// others, is refused with an error naming `chmod 600` rather than used.
+/// one that others could read is refused with an error naming the fix
+/// rather than used.
 pub fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = fs::File::open(path)?;
-    let metadata = file.metadata()?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if metadata.uid() != uid {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!("{} belongs to another user; it must be yours alone: move it aside", path.display()),
-        ));
-    }
-    let mode = metadata.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is open to other users (mode {mode:04o}), so it is not used: run `chmod 600 {}` (and rotate what it protects if others could read it)",
-                path.display(),
-                path.display()
-            ),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    platform::verify_private(&file, path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(file.metadata()?.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
-/// Whether `path` is owned by this user, is not a symlink, and has none of the
-/// permission bits in `forbidden_mode` (e.g. `0o077` for "private").
-pub fn is_owned_with_mode(path: &Path, forbidden_mode: u32) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    fs::symlink_metadata(path)
-        .is_ok_and(|m| m.uid() == uid && m.mode() & forbidden_mode == 0 && !m.file_type().is_symlink())
+/// Whether `path` is this user's, not a symlink, and gives others no more
+/// than `exposure` allows.
+pub fn is_owned(path: &Path, exposure: Exposure) -> bool {
+    platform::verify_owned(path, exposure)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn writes_private_files_in_private_dirs() {
@@ -152,9 +133,9 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
-        assert!(is_owned_with_mode(&path, 0o077));
+        assert!(is_owned(&path, Exposure::Private));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(!is_owned_with_mode(&path, 0o077));
+        assert!(!is_owned(&path, Exposure::Private));
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary files left");
     }
 

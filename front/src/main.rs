@@ -11,20 +11,15 @@
 //! `exec` (about 0.5 ms) on top of a plugin call that takes milliseconds.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use keyhelper_core::failure::ExitClass;
-use keyhelper_core::invocation::invoked_as_docker_helper;
+use keyhelper_core::invocation::{full_executable, invoked_as_docker_helper};
 use keyhelper_core::{fast_get, platform};
-
-/// The complete program's file name; it lives in the same directory.
-const FULL_EXECUTABLE: &str = "keyhelper-full";
 
 fn main() -> ExitCode {
     platform::forbid_core_dumps();
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let args = platform::original_args();
     if !invoked_as_docker_helper(&args)
         && let Some(code) = fast_get::try_serve(&args)
     {
@@ -33,27 +28,22 @@ fn main() -> ExitCode {
     run_full(&args)
 }
 
-/// Replaces this process with `keyhelper-full` and `args` (argv[0] kept, so
-/// a `docker-credential-keyhelper` symlink still says what it is); returns
-/// only if that fails.
+/// Runs `keyhelper-full` with `args` in this process's place (argv[0] kept,
+/// so a `docker-credential-keyhelper` link still says what it is): on Unix it
+/// replaces this process; on Windows this waits and returns its exit code.
 fn run_full(args: &[OsString]) -> ExitCode {
     let full = full_executable();
     let mut command = Command::new(&full);
-    if let Some((arg0, rest)) = args.split_first() {
-        command.arg0(arg0).args(rest);
+    command.args(args.iter().skip(1));
+    match platform::hand_over(&mut command, args.first().map(OsString::as_os_str)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!(
+                "keyhelper: error: cannot run {}: {error} (hint: keyhelper-full must sit beside keyhelper; \
+                 reinstall with `cargo xtask install`)",
+                full.display()
+            );
+            ExitCode::from(ExitClass::Internal.code())
+        }
     }
-    let error = command.exec();
-    eprintln!(
-        "keyhelper: error: cannot run {}: {error} (hint: keyhelper-full must sit beside keyhelper; \
-         reinstall with `cargo xtask install`)",
-        full.display()
-    );
-    ExitCode::from(ExitClass::Internal.code())
-}
-
-/// `keyhelper-full` beside this executable (symlinks to it resolved).
-fn full_executable() -> PathBuf {
-    std::env::current_exe()
-        .map(|exe| exe.with_file_name(FULL_EXECUTABLE))
-        .unwrap_or_else(|_| PathBuf::from(FULL_EXECUTABLE))
 }

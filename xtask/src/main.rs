@@ -13,9 +13,12 @@
 //!   its WIT (both also part of `test`).
 //! - `check-layers`: no import cycles between the top-level modules of each
 //!   crate, and nothing but the entry points imports the CLI (part of `test`).
+//! - `check-windows`: both executables cross-built for Windows and run under
+//!   Wine; `check-macos`: clippy for macOS (both part of `test`).
 
 mod artifacts;
 mod bench;
+mod cross;
 mod layers;
 mod plugins;
 mod proxy_bench;
@@ -40,7 +43,9 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<String>) -> Result<()> {
     let Some((command, rest)) = args.split_first() else {
-        bail!("missing command; use build-plugins, test, install, bench, check-artifacts or check-layers");
+        bail!(
+            "missing command; use build-plugins, test, install, bench, check-artifacts, check-layers, check-windows or check-macos"
+        );
     };
     match command.as_str() {
         "build-plugins" => build_plugins(rest),
@@ -49,9 +54,11 @@ fn run(args: Vec<String>) -> Result<()> {
         "bench" => bench::bench(rest),
         "check-artifacts" => artifacts::check(),
         "check-layers" => layers::check(),
+        "check-windows" => cross::test_windows(),
+        "check-macos" => cross::lint_macos(),
         other => {
             bail!(
-                "unknown command `{other}`; use build-plugins, test, install, bench, check-artifacts or check-layers"
+                "unknown command `{other}`; use build-plugins, test, install, bench, check-artifacts, check-layers, check-windows or check-macos"
             )
         }
     }

@@ -37,8 +37,12 @@ fn ensure_system_tools() -> Result<()> {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    let missing: Vec<&str> =
-        SYSTEM_TOOLS.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
+    let missing: Vec<&str> = SYSTEM_TOOLS
+        .iter()
+        .chain(crate::cross::CROSS_TOOLS)
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(_, package)| *package)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -167,7 +171,9 @@ pub fn test(args: &[String]) -> Result<()> {
         "keyhelper-host",
     ]))?;
     crate::layers::check()?;
-    crate::artifacts::check()
+    crate::artifacts::check()?;
+    crate::cross::test_windows()?;
+    crate::cross::lint_macos()
 }
 
 /// `cargo xtask install`: the wasm target, then both executables

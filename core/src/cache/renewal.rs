@@ -97,8 +97,8 @@ impl RenewalClaim {
     }
 
     /// The locked file, to hand to a renewer process.
-    pub fn file(&self) -> &File {
-        &self.file
+    pub fn into_file(self) -> File {
+        self.file
     }
 }
 

@@ -1,21 +1,41 @@
-//! What differs between operating systems, behind one interface: the
-//! detached background renewer and the claim it inherits, finding and
-//! running a provider's command (bound to keyhelper's life where the OS
-//! allows). (More of keyhelper's OS-specific code moves here as it is
-//! ported.)
+//! Everything that differs between operating systems, behind one interface,
+//! and the only place in keyhelper's source that asks which OS it runs on:
+//! private files and directories, recognising a replaced file, handing over
+//! from the small executable to `keyhelper-full`, running a program in
+//! keyhelper's place, forwarding stop signals, the detached background
+//! renewer and the claim it inherits, finding and running a provider's
+//! command bound to keyhelper's life and killing whatever it started, the
+//! variables a program needs, the OS keyring, and keeping secrets out of
+//! crash dumps. `unix/` implements it for Linux and macOS, `windows/` for
+//! Windows.
 
-mod child_groups;
 pub mod process;
-#[cfg(target_os = "linux")]
-mod process_linux;
-#[cfg(all(unix, not(target_os = "linux")))]
-mod process_std;
+#[cfg(unix)]
 mod unix;
+#[cfg(not(target_os = "linux"))]
+mod watched_child;
+#[cfg(windows)]
+mod windows;
 
-#[cfg(target_os = "linux")]
-use self::process_linux::run_child;
-#[cfg(all(unix, not(target_os = "linux")))]
-use self::process_std::run_child;
-pub use self::unix::{
-    claim_from_environment, find_executable, forbid_core_dumps, process_is_running, spawn_renewer,
+#[cfg(unix)]
+use self::unix as os;
+#[cfg(windows)]
+use self::windows as os;
+
+use self::os::run_child;
+#[cfg(feature = "async")]
+pub use self::os::stop_requested;
+pub use self::os::{
+    BASE_CHILD_ENV, KEYRING_NAME, claim_from_environment, create_private_dir, exit_code, find_executable,
+    forbid_core_dumps, forward_stop_signals_to, hand_over, keyring_may_answer, open_private, original_args,
+    process_is_running, same_file, spawn_renewer, sync_dir, verify_owned, verify_private,
 };
+
+/// Which permissions a file keyhelper relies on may give others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// None at all (a key, a secret store, a private directory).
+    Private,
+    /// Others may read it but not change it (compiled plugin code).
+    ReadOnly,
+}

@@ -40,12 +40,11 @@ pub fn run(env: &Environment, args: &LogArgs) -> Result<(), Failure> {
     loop {
         match std::fs::File::open(log.path()) {
             Ok(mut file) => {
-                let metadata = file.metadata().map_err(failed)?;
-                let replaced = identity.as_ref().is_some_and(|seen| !private_fs::same_file(seen, &metadata));
-                if replaced || metadata.len() < offset {
+                let length = file.metadata().map_err(failed)?.len();
+                let replaced = identity.as_ref().is_some_and(|seen| !private_fs::same_file(seen, &file));
+                if replaced || length < offset {
                     offset = 0; // rotated: the new file starts over
                 }
-                identity = Some(metadata);
                 file.seek(SeekFrom::Start(offset)).map_err(failed)?;
                 let mut text = String::new();
                 file.read_to_string(&mut text).map_err(failed)?;
@@ -53,6 +52,7 @@ pub fn run(env: &Environment, args: &LogArgs) -> Result<(), Failure> {
                 let whole = text.rfind('\n').map_or(0, |end| end + 1);
                 print_lines(&text[..whole], args.json);
                 offset += whole as u64;
+                identity = Some(file);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !args.follow {

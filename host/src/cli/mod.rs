@@ -119,7 +119,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     keyhelper_core::platform::forbid_core_dumps();
     completions::answer_if_asked();
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut args = keyhelper_core::platform::original_args();
     if invocation::invoked_as_docker_helper(&args) {
         args.insert(1, "docker-credential".into());
     }

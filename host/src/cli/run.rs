@@ -1,9 +1,10 @@
 //! `keyhelper run [--env VAR=credential]… [--proxy credential]… [--mask] --
 //! cmd args…`: runs a program with secrets, or a proxy, in its environment.
 //!
-//! With `--env` alone (and no `--mask`) keyhelper execs the program, which
-//! then *is* the process: signals reach it directly and its exit status is
-//! the status. With `--proxy` or `--mask` keyhelper stays as its parent: it
+//! With `--env` alone (and no `--mask`) the program runs in keyhelper's
+//! place (exec on Unix, so it *is* the process: signals reach it directly and
+//! its exit status is the status; on Windows keyhelper waits for it and
+//! passes its exit code on). With `--proxy` or `--mask` keyhelper stays as its parent: it
 //! serves the proxies or filters the output, forwards signals to the program,
 //! and exits with its status (127 when it was not found, 126 when it could
 //! not be executed, 128 + n when signal n ended it).
@@ -13,14 +14,13 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::{ArgGroup, Args};
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::manifest::ApiFamily;
+use keyhelper_core::platform;
 use keyhelper_core::resolve::resolve;
 
 use super::secret_env;
@@ -62,9 +62,13 @@ pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
     let mut command = Command::new(program);
     command.args(rest).envs(secrets.iter().map(|(var, secret)| (var, secret.expose())));
     if args.proxy.is_empty() && !args.mask {
-        let error = command.exec();
-        eprintln!("keyhelper: error: {}", not_started(program, &error));
-        return Ok(ExitCode::from(exit_code_for(&error)));
+        return Ok(match platform::hand_over(&mut command, None) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                eprintln!("keyhelper: error: {}", not_started(program, &error));
+                ExitCode::from(exit_code_for(&error))
+            }
+        });
     }
 
     let client_key = ClientKey::new(None);
@@ -94,7 +98,7 @@ pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
             return Ok(ExitCode::from(exit_code_for(&e)));
         }
     };
-    forward_signals_to(child.id());
+    platform::forward_stop_signals_to(child.id());
     let values: Vec<String> = secrets.iter().map(|(_, s)| s.expose().to_string()).collect();
     let pumps: Vec<_> = if args.mask {
         vec![
@@ -111,8 +115,7 @@ pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
         let _ = pump.join();
     }
     drop(proxies);
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(ExitCode::from(platform::exit_code(status)))
 }
 
 /// One proxy per `--proxy` credential, each of another API family.
@@ -196,27 +199,4 @@ fn pump(
         let _ = to.write_all(&masker.finish());
         let _ = to.flush();
     })
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward(signal: libc::c_int) {
-    let pid = CHILD.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
-/// Sends the signals a supervisor or terminal sends keyhelper on to the child.
-fn forward_signals_to(pid: u32) {
-    CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::Relaxed);
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
-        // SAFETY: `forward` only calls the async-signal-safe kill(2).
-        unsafe {
-            libc::signal(signal, forward as *const () as libc::sighandler_t);
-        }
-    }
 }

@@ -324,16 +324,7 @@ async fn serve_connections(
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
+    keyhelper_core::platform::stop_requested().await;
     eprintln!("keyhelper: proxy stopping; letting requests in flight finish");
 }
 

@@ -8,6 +8,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use keyhelper_core::platform::Exposure;
 use keyhelper_core::private_fs::{self, Durability};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -70,7 +71,7 @@ impl ArtifactCache {
 
     /// Whether `path` is in a private directory and owned by this user.
     fn is_trusted(&self, path: &Path) -> bool {
-        private_fs::is_owned_with_mode(&self.dir, 0o077) && private_fs::is_owned_with_mode(path, 0o022)
+        private_fs::is_owned(&self.dir, Exposure::Private) && private_fs::is_owned(path, Exposure::ReadOnly)
     }
 
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 
+use keyhelper_core::platform;
 use keyhelper_core::platform::process::{self, ProcessError, ProcessOutput};
 
 use super::argv_guard::SecretPieces;
@@ -97,10 +98,14 @@ impl PluginState {
         Ok(())
     }
 
-    /// `PATH`, `HOME`, the granted variables that are set, then the plugin's own.
+    /// The variables every program needs (`PATH`, `HOME`, and on Windows
+    /// `SystemRoot`, `PATHEXT`…), the granted ones that are set, then the
+    /// plugin's own.
     fn child_env(&self, extra: &[(String, String)]) -> Vec<(String, OsString)> {
-        let inherited =
-            ["PATH", "HOME"].into_iter().chain(self.call.grant.env_names().iter().map(String::as_str));
+        let inherited = platform::BASE_CHILD_ENV
+            .iter()
+            .copied()
+            .chain(self.call.grant.env_names().iter().map(String::as_str));
         let mut env: Vec<(String, OsString)> =
             inherited.filter_map(|name| Some((name.to_string(), std::env::var_os(name)?))).collect();
         for (name, value) in extra {

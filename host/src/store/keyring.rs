@@ -1,10 +1,12 @@
 //! The OS keyring backend, through the `keyring` crate: the Secret Service
-//! (GNOME Keyring, KWallet) over D-Bus on Linux, the Keychain on macOS. Entries
+//! (GNOME Keyring, KWallet) over D-Bus on Linux, the Keychain on macOS, the
+//! Credential Manager on Windows. Entries
 //! are service `keyhelper`, account `<provider>/<connection>`.
 
 use std::sync::OnceLock;
 
 use keyhelper_core::credential::Secret;
+use keyhelper_core::platform;
 
 use super::{SecretBackend, SecretId, StoreError};
 
@@ -24,7 +26,7 @@ impl KeyringBackend {
     /// Whether a keyring answers here (asked once per process).
     pub fn is_available(&self) -> bool {
         *self.available.get_or_init(|| {
-            if cfg!(target_os = "linux") && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+            if !platform::keyring_may_answer() {
                 return false;
             }
             matches!(
@@ -51,8 +53,7 @@ fn keyring_error(error: keyring::Error) -> StoreError {
 
 impl SecretBackend for KeyringBackend {
     fn describe(&self) -> String {
-        let kind = if cfg!(target_os = "macos") { "macOS Keychain" } else { "Secret Service" };
-        format!("OS keyring ({kind}, service \"{SERVICE}\")")
+        format!("OS keyring ({}, service \"{SERVICE}\")", platform::KEYRING_NAME)
     }
 
     fn get(&self, id: &SecretId) -> Result<Option<Secret>, StoreError> {

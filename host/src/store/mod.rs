@@ -11,8 +11,6 @@ pub mod keyring;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use keyhelper_core::config::StoreChoice;
@@ -180,12 +178,7 @@ impl SecretStore {
         f: impl FnOnce(&mut BTreeMap<String, BackendKind>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         private_fs::ensure_dir(&self.dir)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(self.dir.join("lock"))?;
+        let lock = private_fs::open_lock_file(&self.dir.join("lock"))?;
         lock.lock()?;
         let mut index = self.read_index()?;
         let result = f(&mut index)?;

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
-use super::process::{ChildSpec, ProcessError, ProcessLimits, ProcessOutput};
+use crate::platform::process::{ChildSpec, ProcessError, ProcessLimits, ProcessOutput};
 
 /// Bytes of stack for the child between `clone` and `exec`.
 const CHILD_STACK: usize = 64 * 1024;

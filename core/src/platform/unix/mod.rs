@@ -1,7 +1,24 @@
-//! Unix: the renewer runs in a session of its own, as a grandchild that its
-//! starter does not wait for, and inherits the renewal claim (an open file
-//! description holding a `flock`) as a descriptor named in an environment
-//! variable.
+//! Unix (Linux and macOS). The renewer runs in a session of its own, as a
+//! grandchild that its starter does not wait for, and inherits the renewal
+//! claim (an open file description holding a `flock`) as a descriptor named
+//! in an environment variable.
+
+mod child_groups;
+mod exec;
+mod fs;
+#[cfg(target_os = "linux")]
+mod process_linux;
+#[cfg(not(target_os = "linux"))]
+mod process_std;
+
+#[cfg(feature = "async")]
+pub use self::exec::stop_requested;
+pub use self::exec::{exit_code, forward_stop_signals_to, hand_over, original_args};
+pub use self::fs::{create_private_dir, open_private, same_file, sync_dir, verify_owned, verify_private};
+#[cfg(target_os = "linux")]
+pub use self::process_linux::run_child;
+#[cfg(not(target_os = "linux"))]
+pub use self::process_std::run_child;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -16,7 +33,7 @@ use std::process::{Command, Stdio};
 /// init at once (the intermediate child exits immediately and is reaped
 /// here), inheriting `claim`, whose descriptor `claim_var` names. Returns
 /// once the program has been executed.
-pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: &File, claim_var: &str) -> std::io::Result<()> {
+pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &str) -> std::io::Result<()> {
     // A duplicate is numbered 3 or above, clear of the stdio descriptors the
     // child's are set up on; it closes here when this function returns.
     let inherited = claim.try_clone()?;
@@ -68,6 +85,20 @@ pub fn claim_from_environment(claim_var: &str) -> Option<File> {
     // started us opened it and named it in this variable for us to own, and
     // nothing else in this process uses it.
     Some(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The variables every program keyhelper runs gets from keyhelper's own
+/// environment, besides those its grant names.
+pub const BASE_CHILD_ENV: &[&str] = &["PATH", "HOME"];
+
+/// What the OS keyring is called here, for messages.
+pub const KEYRING_NAME: &str = if cfg!(target_os = "macos") { "macOS Keychain" } else { "Secret Service" };
+
+/// Whether asking the OS keyring can get an answer: on Linux the Secret
+/// Service needs a D-Bus session bus (without one the keyring crate would
+/// wait for a timeout).
+pub fn keyring_may_answer() -> bool {
+    !cfg!(target_os = "linux") || std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
 }
 
 /// Finds an executable named `program` in the directories of `path`

@@ -1,0 +1,73 @@
+//! Unix: private means mode 0700 for directories and 0600 for files, owned
+//! by this user; a file is known by its device and inode.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::platform::Exposure;
+
+/// Creates `dir` (and its parents) if needed and makes it mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Makes `options` create files mode 0600.
+pub fn open_private(options: &mut OpenOptions) -> &mut OpenOptions {
+    options.mode(0o600)
+}
+
+/// Refuses `file` (opened from `path`) unless it is this user's alone: one
+/// owned by another user, or with any permission for group or others, is an
+/// error naming `chmod 600` rather than used.
+pub fn verify_private(file: &File, path: &Path) -> std::io::Result<()> {
+    let metadata = file.metadata()?;
+    if metadata.uid() != effective_uid() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} belongs to another user; it must be yours alone: move it aside", path.display()),
+        ));
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is open to other users (mode {mode:04o}), so it is not used: run `chmod 600 {}` (and rotate what it protects if others could read it)",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` is this user's, not a symlink, and gives others no more
+/// than `exposure` allows.
+pub fn verify_owned(path: &Path, exposure: Exposure) -> bool {
+    let forbidden = match exposure {
+        Exposure::Private => 0o077,
+        Exposure::ReadOnly => 0o022,
+    };
+    fs::symlink_metadata(path)
+        .is_ok_and(|m| m.uid() == effective_uid() && m.mode() & forbidden == 0 && !m.file_type().is_symlink())
+}
+
+/// Makes a rename in `dir` durable: the directory is synced.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Whether two open files are the same file (device and inode).
+pub fn same_file(a: &File, b: &File) -> bool {
+    match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

@@ -1,0 +1,313 @@
+//! The other operating systems, checked from Linux (part of `test`):
+//!
+//! - Windows: both executables cross-built for `x86_64-pc-windows-gnu`
+//!   with mingw, then run under Wine against a fresh Wine prefix: `--version`,
+//!   a bad config's error, a stored OpenAI key (in the encrypted file and in
+//!   the Windows Credential Manager), and an Azure token through a fake
+//!   `az.cmd` (found through `PATHEXT`, run through `cmd.exe`): fetched once,
+//!   then served from the cache.
+//! - macOS: `cargo clippy --target aarch64-apple-darwin -D warnings`. There
+//!   is no macOS SDK here: the C that crates compile (ring) is type-checked
+//!   against the stub headers in `.ci/macos-stubs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::shipped::run;
+use crate::workspace_root;
+
+/// The Windows target the executables are cross-built for.
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+/// The macOS target the host is linted for.
+pub const MACOS_TARGET: &str = "aarch64-apple-darwin";
+/// Where Debian's `wine64` package puts Wine.
+const WINE: &str = "/usr/lib/wine/wine64";
+/// The packages these checks need, by the program each provides.
+pub const CROSS_TOOLS: &[(&str, &str)] =
+    &[("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"), (WINE, "wine64"), ("clang", "clang")];
+
+/// The packages that the executables are made of.
+const PACKAGES: [&str; 6] = ["-p", "keyhelper", "-p", "keyhelper-host", "-p", "keyhelper-core"];
+
+/// `cargo clippy` for macOS, with the stub headers.
+pub fn lint_macos() -> Result<()> {
+    ensure_target(MACOS_TARGET)?;
+    let stubs = workspace_root().join(".ci").join("macos-stubs");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: clippy for {MACOS_TARGET}");
+    run(Command::new(cargo)
+        .current_dir(workspace_root())
+        .env("CC_aarch64_apple_darwin", "clang")
+        .env("CFLAGS_aarch64_apple_darwin", format!("-ffreestanding -nostdlibinc -I{}", stubs.display()))
+        .args(["clippy", "--target", MACOS_TARGET, "--bins", "--lib"])
+        .args(PACKAGES)
+        .args(["--", "-D", "warnings"]))
+}
+
+/// Cross-builds the Windows executables and runs them under Wine.
+pub fn test_windows() -> Result<()> {
+    ensure_target(WINDOWS_TARGET)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: building for {WINDOWS_TARGET}");
+    // Warnings are errors in keyhelper's own crates (dependencies' lints are capped).
+    run(Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--target", WINDOWS_TARGET, "--bins", "--config"])
+        .arg(format!("target.{WINDOWS_TARGET}.rustflags = [\"-D\", \"warnings\"]"))
+        .args(&PACKAGES[..4]))?;
+    let bin = workspace_root().join("target").join(WINDOWS_TARGET).join("debug");
+    build_prng_stand_in(&bin)?;
+    let wine = Wine::new(&bin)?;
+    eprintln!("xtask: running the Windows executables under Wine");
+    version(&wine)?;
+    bad_config(&wine)?;
+    stored_key(&wine, "file")?;
+    stored_key(&wine, "keyring")?;
+    azure_through_az_cmd(&wine)?;
+    eprintln!("xtask: Windows executables pass under Wine");
+    Ok(())
+}
+
+fn ensure_target(target: &str) -> Result<()> {
+    let installed = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).exists());
+    if !installed {
+        eprintln!("xtask: installing the {target} target with rustup");
+        run(Command::new("rustup").args(["target", "add", target]))?;
+    }
+    Ok(())
+}
+
+/// `bcryptprimitives.dll` beside the executables: see `.ci/wine/`.
+fn build_prng_stand_in(bin: &Path) -> Result<()> {
+    let source = workspace_root().join(".ci").join("wine").join("bcryptprimitives.c");
+    run(Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-shared", "-O2", "-o"])
+        .arg(bin.join("bcryptprimitives.dll"))
+        .arg(source)
+        .arg("-ladvapi32"))
+}
+
+/// Wine with a prefix of its own, running the executables in `bin`.
+struct Wine {
+    bin: PathBuf,
+    /// The Wine prefix and the test's files.
+    dir: PathBuf,
+}
+
+impl Wine {
+    fn new(bin: &Path) -> Result<Self> {
+        let dir = workspace_root().join("target").join("wine-test");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin"))?;
+        let wine = Self { bin: bin.to_path_buf(), dir };
+        // Creating the prefix takes a while; do it before anything is timed.
+        let boot = wine.command("wineboot").arg("--init").output().context("running wine")?;
+        ensure!(boot.status.success(), "wineboot failed: {}", String::from_utf8_lossy(&boot.stderr));
+        Ok(wine)
+    }
+
+    /// `program args…` under Wine, with the test's `bin` on the Windows PATH.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(WINE);
+        command
+            .arg(program)
+            .env("WINEPREFIX", self.dir.join("prefix"))
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "bcryptprimitives=n;mscoree,mshtml=")
+            .env("WINEPATH", windows_path(&self.dir.join("bin")))
+            .env_remove("KEYHELPER_CONFIG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `keyhelper.exe args…` with `config`, feeding it `stdin`.
+    fn keyhelper(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let exe = self.bin.join("keyhelper.exe");
+        let mut command = self.command(&exe.to_string_lossy());
+        command.args(args).env("KEYHELPER_CONFIG", windows_path(config));
+        let output = match stdin {
+            None => command.output()?,
+            Some(text) => {
+                use std::io::Write;
+                let mut child =
+                    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+                child.stdin.take().expect("piped").write_all(text.as_bytes())?;
+                child.wait_with_output()?
+            }
+        };
+        Ok(output)
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+/// The Windows name Wine gives a Unix path (drive Z: is `/`).
+fn windows_path(path: &Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn version(wine: &Wine) -> Result<()> {
+    let config = wine.write("empty.toml", "")?;
+    let output = wine.keyhelper(&config, &["--version"], None)?;
+    ensure!(output.status.success(), "keyhelper.exe --version failed: {}", stderr(&output));
+    let expected = format!("keyhelper {}", env!("CARGO_PKG_VERSION"));
+    ensure!(stdout(&output).trim() == expected, "--version printed {:?}, not {expected:?}", stdout(&output));
+    eprintln!("xtask: wine: --version ✓");
+    Ok(())
+}
+
+fn bad_config(wine: &Wine) -> Result<()> {
+    let config = wine.write("bad.toml", "[credentials.work\nprovider = \"azure\"\n")?;
+    let output = wine.keyhelper(&config, &["get", "work"], None)?;
+    let message = stderr(&output);
+    ensure!(
+        output.status.code() == Some(3),
+        "a bad config exited {:?}, not 3: {message}",
+        output.status.code()
+    );
+    ensure!(stdout(&output).is_empty(), "a bad config printed on stdout: {}", stdout(&output));
+    ensure!(
+        message.lines().count() == 1 && message.contains("bad.toml:1:"),
+        "a bad config's error is not one line naming the file and line: {message:?}"
+    );
+    eprintln!("xtask: wine: a bad config's error ✓");
+    Ok(())
+}
+
+/// `login openai --stdin` into `store`, then `get` it.
+fn stored_key(wine: &Wine, store: &str) -> Result<()> {
+    let key = format!("sk-proj-wine{store}0123456789abcdefghijklmnopqrstuv");
+    let config = wine.write(
+        &format!("openai-{store}.toml"),
+        &format!("[settings]\nsecret_store = \"{store}\"\n\n[credentials.oai]\nprovider = \"openai\"\nconnection = \"{store}\"\n"),
+    )?;
+    let login =
+        wine.keyhelper(&config, &["login", "openai", "--connection", store, "--stdin"], Some(&key))?;
+    ensure!(login.status.success(), "login openai into the {store} store failed: {}", stderr(&login));
+    let get = wine.keyhelper(&config, &["get", "oai"], None)?;
+    ensure!(get.status.success(), "get of a stored key ({store}) failed: {}", stderr(&get));
+    ensure!(stdout(&get) == format!("{key}\n"), "get printed {:?}, not the stored key", stdout(&get));
+    eprintln!("xtask: wine: a stored OpenAI key in the {store} store ✓");
+    Ok(())
+}
+
+/// A fake `az.cmd` that prints what `az account get-access-token -o json`
+/// prints (azure-cli 2.x) and counts its calls: the first `get` runs it, the
+/// second is served from the cache.
+fn azure_through_az_cmd(wine: &Wine) -> Result<()> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ3aW5lIn0.c2lnbmF0dXJl";
+    let expires = now + 3600;
+    let json = [
+        "{".to_string(),
+        format!("  \"accessToken\": \"{token}\","),
+        "  \"expiresOn\": \"2099-12-31 23:00:00.000000\",".into(),
+        format!("  \"expires_on\": {expires},"),
+        "  \"subscription\": \"0b1f6471-1bf0-4dda-aec3-111122223333\",".into(),
+        "  \"tenant\": \"72f988bf-86f1-41af-91ab-2d7cd011db47\",".into(),
+        "  \"tokenType\": \"Bearer\"".into(),
+        "}".into(),
+    ];
+    let mut script = String::from("@echo off\r\necho %* >> \"%~dp0az.log\"\r\n");
+    for line in json {
+        script.push_str(&format!("echo {line}\r\n"));
+    }
+    std::fs::write(wine.dir.join("bin").join("az.cmd"), script)?;
+    let config = wine.write(
+        "azure.toml",
+        "[credentials.work]\nprovider = \"azure\"\n\n[git.\"git.example.com\"]\ncredential = \"work\"\nusername = \"bot\"\n\n[docker.\"registry.example.com\"]\ncredential = \"work\"\nusername = \"00000000-0000-0000-0000-000000000000\"\n",
+    )?;
+    for call in ["fetched", "cached"] {
+        let output = wine.keyhelper(&config, &["get", "work"], None)?;
+        ensure!(output.status.success(), "get of an azure credential ({call}) failed: {}", stderr(&output));
+        ensure!(stdout(&output) == format!("{token}\n"), "get printed {:?}, not the token", stdout(&output));
+    }
+    let log = std::fs::read_to_string(wine.dir.join("bin").join("az.log")).context("az.cmd never ran")?;
+    let calls: Vec<&str> = log.lines().collect();
+    if calls.len() != 1 {
+        bail!("az.cmd ran {} times for two gets (the second should be a cache hit): {log}", calls.len());
+    }
+    ensure!(
+        calls[0].trim()
+            == "account get-access-token --scope https://cognitiveservices.azure.com/.default --output json",
+        "az.cmd got {:?}",
+        calls[0]
+    );
+    eprintln!("xtask: wine: an Azure token through az.cmd, then from the cache ✓");
+    helpers(wine, &config, token)
+}
+
+/// The same token through git's and Docker's helper protocols, and in a
+/// program's environment with `run`.
+fn helpers(wine: &Wine, config: &Path, token: &str) -> Result<()> {
+    let git =
+        wine.keyhelper(config, &["git-credential", "get"], Some("protocol=https\nhost=git.example.com\n\n"))?;
+    ensure!(git.status.success(), "git-credential get failed: {}", stderr(&git));
+    ensure!(
+        stdout(&git).lines().any(|l| l == format!("password={token}"))
+            && stdout(&git).contains("username=bot\n"),
+        "git-credential get printed {:?}",
+        stdout(&git)
+    );
+    eprintln!("xtask: wine: git's credential helper protocol ✓");
+
+    // Docker runs `docker-credential-keyhelper.exe`, a copy of keyhelper.exe
+    // beside keyhelper-full.exe.
+    let docker = wine.bin.join("docker-credential-keyhelper.exe");
+    std::fs::copy(wine.bin.join("keyhelper.exe"), &docker)?;
+    let mut command = wine.command(&docker.to_string_lossy());
+    command
+        .arg("get")
+        .env("KEYHELPER_CONFIG", windows_path(config))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = command.stderr(Stdio::piped()).spawn()?;
+    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), b"registry.example.com")?;
+    let reply = child.wait_with_output()?;
+    ensure!(reply.status.success(), "the docker helper failed: {}", stdout(&reply));
+    let expected = serde_json::json!({
+        "ServerURL": "registry.example.com",
+        "Username": "00000000-0000-0000-0000-000000000000",
+        "Secret": token,
+    });
+    let replied: serde_json::Value = serde_json::from_slice(&reply.stdout)
+        .with_context(|| format!("the docker helper replied {:?}", stdout(&reply)))?;
+    ensure!(replied == expected, "the docker helper replied {replied}");
+    eprintln!("xtask: wine: Docker's credential helper protocol, by the executable's name ✓");
+
+    let run = wine.keyhelper(
+        config,
+        &["run", "--env", "work", "--", "cmd.exe", "/c", "set", "AZURE_OPENAI_AD_TOKEN"],
+        None,
+    )?;
+    ensure!(run.status.success(), "run --env failed: {}", stderr(&run));
+    ensure!(
+        stdout(&run).trim_end() == format!("AZURE_OPENAI_AD_TOKEN={token}"),
+        "the program run saw {:?}",
+        stdout(&run)
+    );
+    let exit = wine.keyhelper(config, &["run", "--env", "work", "--", "cmd.exe", "/c", "exit", "7"], None)?;
+    ensure!(exit.status.code() == Some(7), "run passed on exit code {:?}, not 7", exit.status.code());
+    eprintln!("xtask: wine: run --env, passing the program's exit code on ✓");
+    Ok(())
+}
