@@ -16,7 +16,6 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -61,8 +60,8 @@ pub struct Remembered<'a> {
 /// Serves `args` (the process's whole argv) from the cache if it is a plain
 /// `get` whose note still holds, of an entry that may be served now;
 /// `None` otherwise. An entry due for renewal but comfortably valid is served
-/// and renewed by a detached `keyhelper-full`.
-pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
+/// and renewed by a detached `keyhelper-full`. Returns the exit code.
+pub fn try_serve(args: &[OsString]) -> Option<u8> {
     let get = parse(args)?;
     let dirs = Dirs::locate(None).ok()?;
     let note = std::fs::read_to_string(note_path(&dirs, &get.name)).ok()?;
@@ -112,8 +111,8 @@ pub fn try_serve(args: &[OsString]) -> Option<ExitCode> {
         background::start(&invocation::full_executable(), &get.name, &entry, now);
     }
     Some(match printed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(ExitClass::Internal.code()),
+        Ok(()) => 0,
+        Err(_) => ExitClass::Internal.code(),
     })
 }
 

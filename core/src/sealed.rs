@@ -114,11 +114,10 @@ mod tests {
 
     #[test]
     fn creates_a_private_key_once() {
-        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets/key");
         let sealed = SealingKey::load_or_create(&path).unwrap().seal("p", b"x");
-        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert!(crate::private_fs::is_owned(&path, crate::platform::Exposure::Private));
         assert_eq!(&SealingKey::load_or_create(&path).unwrap().open("p", &sealed).unwrap()[..], b"x");
     }
 }

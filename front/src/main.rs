@@ -9,41 +9,52 @@
 //! trivial program and takes 1.5× its time; linked alone they make a 1.6 MB
 //! executable that starts like a trivial program. A miss pays one extra
 //! `exec` (about 0.5 ms) on top of a plugin call that takes milliseconds.
+//!
+//! For the same reason it starts at the C `main`, skipping what Rust's
+//! runtime does before its `main` (on Linux: reading `/proc/self/maps` for the
+//! main thread's stack guard, installing stack-overflow handlers); what of
+//! it matters is done by [`platform::prepare_bare_process`].
 
-use std::ffi::OsString;
-use std::process::{Command, ExitCode};
+#![no_main]
+
+use std::ffi::{OsString, c_char, c_int};
+use std::process::Command;
 
 use keyhelper_core::failure::ExitClass;
 use keyhelper_core::invocation::{full_executable, invoked_as_docker_helper};
 use keyhelper_core::{fast_get, platform};
 
-fn main() -> ExitCode {
+/// The process's entry point, called by the C runtime (std's arguments and
+/// environment work as usual).
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    platform::prepare_bare_process();
     platform::forbid_core_dumps();
     let args = platform::original_args();
     if !invoked_as_docker_helper(&args)
         && let Some(code) = fast_get::try_serve(&args)
     {
-        return code;
+        return code.into();
     }
-    run_full(&args)
+    run_full(&args).into()
 }
 
 /// Runs `keyhelper-full` with `args` in this process's place (argv[0] kept,
 /// so a `docker-credential-keyhelper` link still says what it is): on Unix it
 /// replaces this process; on Windows this waits and returns its exit code.
-fn run_full(args: &[OsString]) -> ExitCode {
+fn run_full(args: &[OsString]) -> u8 {
     let full = full_executable();
     let mut command = Command::new(&full);
     command.args(args.iter().skip(1));
     match platform::hand_over(&mut command, args.first().map(OsString::as_os_str)) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(error) => {
             eprintln!(
                 "keyhelper: error: cannot run {}: {error} (hint: keyhelper-full must sit beside keyhelper; \
                  reinstall with `cargo xtask install`)",
                 full.display()
             );
-            ExitCode::from(ExitClass::Internal.code())
+            ExitClass::Internal.code()
         }
     }
 }

@@ -10,6 +10,7 @@
 //!   is no macOS SDK here: the C that crates compile (ring) is type-checked
 //!   against the stub headers in `.ci/macos-stubs`.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,14 +54,26 @@ pub fn test_windows() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: building for {WINDOWS_TARGET}");
     // Warnings are errors in keyhelper's own crates (dependencies' lints are capped).
-    run(Command::new(&cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--target", WINDOWS_TARGET, "--bins", "--config"])
-        .arg(format!("target.{WINDOWS_TARGET}.rustflags = [\"-D\", \"warnings\"]"))
-        .args(&PACKAGES[..4]))?;
+    let deny_warnings = format!("target.{WINDOWS_TARGET}.rustflags = [\"-D\", \"warnings\"]");
+    let cargo_for_windows = |args: &[&str]| {
+        let mut command = Command::new(&cargo);
+        command.current_dir(workspace_root()).args(args).args([
+            "--target",
+            WINDOWS_TARGET,
+            "--config",
+            &deny_warnings,
+        ]);
+        command
+    };
+    run(cargo_for_windows(&["build", "--bins"]).args(&PACKAGES[..4]))?;
+    run(&mut cargo_for_windows(&["test", "--no-run", "-p", "keyhelper-core"]))?;
     let bin = workspace_root().join("target").join(WINDOWS_TARGET).join("debug");
     build_prng_stand_in(&bin)?;
+    std::fs::copy(bin.join("bcryptprimitives.dll"), bin.join("deps").join("bcryptprimitives.dll"))?;
     let wine = Wine::new(&bin)?;
+    eprintln!("xtask: running keyhelper-core's unit tests under Wine (the platform layer's among them)");
+    let runner = format!("CARGO_TARGET_{}_RUNNER", WINDOWS_TARGET.to_uppercase().replace('-', "_"));
+    run(cargo_for_windows(&["test", "-p", "keyhelper-core"]).envs(wine.environment()).env(runner, WINE))?;
     eprintln!("xtask: running the Windows executables under Wine");
     version(&wine)?;
     bad_config(&wine)?;
@@ -117,15 +130,19 @@ impl Wine {
     /// `program args…` under Wine, with the test's `bin` on the Windows PATH.
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(WINE);
+        command.arg(program).envs(self.environment()).env_remove("KEYHELPER_CONFIG").stdin(Stdio::null());
         command
-            .arg(program)
-            .env("WINEPREFIX", self.dir.join("prefix"))
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "bcryptprimitives=n;mscoree,mshtml=")
-            .env("WINEPATH", windows_path(&self.dir.join("bin")))
-            .env_remove("KEYHELPER_CONFIG")
-            .stdin(Stdio::null());
-        command
+    }
+
+    /// Wine's settings: the prefix, quiet, the stand-in DLL before Wine's
+    /// own (and no .NET or Gecko to install), and the test's `bin` on PATH.
+    fn environment(&self) -> [(&'static str, OsString); 4] {
+        [
+            ("WINEPREFIX", self.dir.join("prefix").into()),
+            ("WINEDEBUG", "-all".into()),
+            ("WINEDLLOVERRIDES", "bcryptprimitives=n;mscoree,mshtml=".into()),
+            ("WINEPATH", windows_path(&self.dir.join("bin")).into()),
+        ]
     }
 
     /// `keyhelper.exe args…` with `config`, feeding it `stdin`.

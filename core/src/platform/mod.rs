@@ -28,7 +28,8 @@ pub use self::os::stop_requested;
 pub use self::os::{
     BASE_CHILD_ENV, KEYRING_NAME, claim_from_environment, create_private_dir, exit_code, find_executable,
     forbid_core_dumps, forward_stop_signals_to, hand_over, keyring_may_answer, open_private, original_args,
-    process_is_running, same_file, spawn_renewer, sync_dir, verify_owned, verify_private,
+    prepare_bare_process, process_is_running, same_file, spawn_renewer, sync_dir, verify_owned,
+    verify_private,
 };
 
 /// Which permissions a file keyhelper relies on may give others.

@@ -97,7 +97,7 @@ impl SecretBackend for FileBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use keyhelper_core::platform::Exposure;
 
     /// A fresh directory, and the path of the store inside it (not yet created).
     fn temp_dir() -> (tempfile::TempDir, PathBuf) {
@@ -127,10 +127,10 @@ mod tests {
         let (_base, dir) = temp_dir();
         let store = FileBackend::new(dir.clone());
         store.set(&SecretId::new("openai", "default"), &Secret::new("sk-plaintext-check-value")).unwrap();
-        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        assert!(private_fs::is_owned(&dir, Exposure::Private));
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600, "{}", path.display());
+            assert!(private_fs::is_owned(&path, Exposure::Private), "{}", path.display());
             let bytes = std::fs::read(&path).unwrap();
             assert!(
                 !bytes.windows(10).any(|w| w == b"plaintext-"),

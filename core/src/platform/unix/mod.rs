@@ -10,6 +10,7 @@ mod fs;
 mod process_linux;
 #[cfg(not(target_os = "linux"))]
 mod process_std;
+mod start;
 
 #[cfg(feature = "async")]
 pub use self::exec::stop_requested;
@@ -19,6 +20,7 @@ pub use self::fs::{create_private_dir, open_private, same_file, sync_dir, verify
 pub use self::process_linux::run_child;
 #[cfg(not(target_os = "linux"))]
 pub use self::process_std::run_child;
+pub use self::start::prepare_bare_process;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

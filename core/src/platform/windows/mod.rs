@@ -111,6 +111,62 @@ pub fn process_is_running(pid: u32) -> bool {
     running
 }
 
+/// Nothing to prepare: Rust's runtime does nothing before `main` on
+/// Windows that the small executable needs.
+pub fn prepare_bare_process() {}
+
 /// Windows writes no core files; Windows Error Reporting keeps no full dump
 /// of a crashed process unless an administrator configured `LocalDumps`.
 pub fn forbid_core_dumps() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_commands_through_pathext() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("az.cmd"), "@echo off\r\n").unwrap();
+        std::fs::write(dir.path().join("op.txt"), "").unwrap();
+        let path = OsString::from(dir.path());
+        assert_eq!(find_executable("az", Some(&path)), Some(dir.path().join("az.cmd")));
+        assert_eq!(find_executable("az.cmd", Some(&path)), Some(dir.path().join("az.cmd")));
+        assert_eq!(find_executable("op", Some(&path)), None);
+        assert_eq!(find_executable("az", Some(&OsString::from("relative"))), None);
+    }
+
+    #[test]
+    fn private_directories_stay_usable_by_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("a").join("b");
+        create_private_dir(&private).unwrap();
+        create_private_dir(&private).unwrap();
+        std::fs::write(private.join("secret"), "s").unwrap();
+        assert_eq!(std::fs::read(private.join("secret")).unwrap(), b"s");
+        sync_dir(&private).unwrap();
+    }
+
+    #[test]
+    fn runs_a_cmd_within_its_limits() {
+        use super::super::process::{ProcessError, ProcessLimits, run};
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hello.cmd"), "@echo off\r\necho hello %1\r\n").unwrap();
+        std::fs::write(dir.path().join("hang.cmd"), "@echo off\r\n:again\r\ngoto again\r\n").unwrap();
+        let mut env: Vec<(String, OsString)> = vec![("PATH".into(), dir.path().into())];
+        env.extend(
+            ["SystemRoot", "ComSpec", "PATHEXT"]
+                .iter()
+                .filter_map(|n| Some((n.to_string(), std::env::var_os(n)?))),
+        );
+        let limits = ProcessLimits { timeout: Duration::from_secs(60), max_output: 1024 };
+        let output = run("hello", &["world".into()], &env, None, limits).unwrap();
+        assert_eq!(output.exit_code, Some(0));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "hello world");
+        let started = Instant::now();
+        let limits = ProcessLimits { timeout: Duration::from_millis(500), max_output: 1024 };
+        assert!(matches!(run("hang", &[], &env, None, limits), Err(ProcessError::TimedOut { .. })));
+        assert!(started.elapsed() < Duration::from_secs(20), "the job was not killed at its deadline");
+        assert!(matches!(run("nosuch", &[], &env, None, limits), Err(ProcessError::NotInstalled(_))));
+    }
+}
