@@ -22,7 +22,8 @@ fn providers_lists_each_with_its_capabilities() {
     let out = stdout(&Home::new("cli-providers").run(&["providers"]));
     for expected in [
         "openai — OpenAI (stored API key)",
-        "azure — Azure AD (Azure CLI)",
+        "azure — Azure AD (Azure CLI or managed identity)",
+        "request http://169.254.169.254/metadata/identity/oauth2/token?*",
         "run `az account get-access-token [--scope *] [--resource *] [--tenant *] [--subscription *] [--output json]`",
         "1password — 1Password (op CLI)",
         "run `op read * [--account *]`",
@@ -275,6 +276,24 @@ fn doctor_names_each_fix_and_fails_when_a_check_does() {
         json.as_array().unwrap().iter().filter(|c| c["ok"] == false).collect();
     assert!(failed.iter().any(|c| c["credential"] == "vault" && c["check"] == "tool"), "{json}");
     assert!(!stdout(&home.run(&["doctor", "--json"])).contains("eyJdoctor"));
+}
+
+/// A managed-identity Azure credential needs no `az`: doctor does not ask
+/// for it (the manifest's `[doctor] when = { method = "az" }`), while an
+/// `az` credential in the same home without `az` fails.
+#[test]
+fn doctor_checks_the_tool_only_where_the_method_uses_it() {
+    let home = Home::new("doctor-mi");
+    home.write_config(
+        "[credentials.mi]\nprovider = \"azure\"\nmethod = \"managed-identity\"\n\n[credentials.cli]\nprovider = \"azure\"\n",
+    );
+    let mi = home.run(&["doctor", "mi"]);
+    let text = stdout(&mi);
+    assert_eq!(mi.status.code(), Some(0), "{text}{}", stderr(&mi));
+    assert!(!text.contains("`az`") && !text.contains("az login"), "{text}");
+    let cli = home.run(&["doctor", "cli"]);
+    assert_ne!(cli.status.code(), Some(0));
+    assert!(stdout(&cli).contains("✗ cli: `az` is not installed"), "{}", stdout(&cli));
 }
 
 /// A provider slower than a second says what keyhelper waits for, once, on

@@ -120,3 +120,105 @@ fn the_token_never_reaches_stderr_even_at_trace_level() {
         stderr(&output)
     );
 }
+
+/// A managed identity endpoint on loopback that answers like Azure's (App
+/// Service: `expires_on` as a string of epoch seconds) and records each
+/// request's path and identity headers.
+fn identity_endpoint() -> (support::MockHttp, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = support::MockHttp::start(move |request| {
+        log.lock().unwrap().push(format!(
+            "{} {} metadata={:?} identity-header={:?}",
+            request.method,
+            request.path,
+            request.header("metadata"),
+            request.header("x-identity-header")
+        ));
+        if request.path.contains("client_id=unknown") {
+            return (400, r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into());
+        }
+        (
+            200,
+            format!(
+                r#"{{"access_token":"{TOKEN}","expires_on":"4102441200","resource":"https://cognitiveservices.azure.com","token_type":"Bearer","client_id":"11111111-2222-3333-4444-555555555555"}}"#
+            ),
+        )
+    });
+    (server, seen)
+}
+
+#[test]
+fn managed_identity_through_app_services_endpoint_never_runs_az() {
+    let home = Home::new("azure-mi-app-service");
+    logged_in_az(&home);
+    home.write_config("[credentials.work]\nprovider = \"azure\"\nmethod = \"managed-identity\"\n");
+    let (server, seen) = identity_endpoint();
+    let output = home
+        .keyhelper(&["get", "work", "--format", "json"])
+        .env("IDENTITY_ENDPOINT", format!("{}/msi/token", server.base_url))
+        .env("IDENTITY_HEADER", "8d1c2a4e-header-secret")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{{\"expires_at\":4102441200,\"token\":\"{TOKEN}\"}}\n"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "GET /msi/token?resource=https%3A%2F%2Fcognitiveservices.azure.com&api-version=2019-08-01 metadata=None identity-header=Some(\"8d1c2a4e-header-secret\")"
+        ]
+    );
+    assert_eq!(az_log(&home), "", "az must not run for a managed identity");
+}
+
+#[test]
+fn managed_identity_through_imds_with_a_user_assigned_client_id() {
+    let home = Home::new("azure-mi-imds");
+    home.write_config(
+        "[credentials.work]\nprovider = \"azure\"\nmethod = \"managed-identity\"\nscope = \"https://management.azure.com/.default\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n\n[credentials.nobody]\nprovider = \"azure\"\nmethod = \"managed-identity\"\nclient_id = \"unknown\"\n",
+    );
+    let (server, seen) = identity_endpoint();
+    let get =
+        |name: &str| home.keyhelper(&["get", name]).env("IMDS_ENDPOINT", &server.base_url).output().unwrap();
+    let output = get("work");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{TOKEN}\n"));
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        "GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com&client_id=11111111-2222-3333-4444-555555555555 metadata=Some(\"true\") identity-header=None"
+    );
+    let missing = get("nobody");
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+    let message = stderr(&missing);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("no managed identity with client ID unknown") && message.contains("client_id"),
+        "{message}"
+    );
+}
+
+#[test]
+fn managed_identity_elsewhere_is_a_clear_error_and_an_unknown_method_names_the_known_ones() {
+    let home = Home::new("azure-mi-none");
+    home.write_config(
+        "[credentials.work]\nprovider = \"azure\"\nmethod = \"managed-identity\"\n\n[credentials.odd]\nprovider = \"azure\"\nmethod = \"magic\"\n",
+    );
+    // Nothing listens on this loopback port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let output =
+        home.keyhelper(&["get", "work"]).env("IMDS_ENDPOINT", format!("http://{closed}")).output().unwrap();
+    assert!(!output.status.success());
+    assert!(stdout(&output).is_empty());
+    let message = stderr(&output);
+    assert!(
+        message.contains("no managed identity endpoint answered") && message.contains("method = \"az\""),
+        "{message}"
+    );
+    let odd = home.run(&["get", "odd"]);
+    assert_eq!(odd.status.code(), Some(3), "{}", stderr(&odd));
+    assert!(
+        stderr(&odd).contains("method = \"magic\"") && stderr(&odd).contains("managed-identity"),
+        "{}",
+        stderr(&odd)
+    );
+}

@@ -79,6 +79,18 @@ pub struct DoctorManifest {
     pub probe_fix: Option<String>,
     /// The fix when the provider's tool is not installed.
     pub install_fix: Option<String>,
+    /// Options that must have these values (defaults filled in) for the tool
+    /// and probe checks to apply, e.g. `{ method = "az" }`: a provider with
+    /// another way to its secret does not need its tool then.
+    #[serde(default)]
+    pub when: BTreeMap<String, String>,
+}
+
+impl DoctorManifest {
+    /// Whether the tool and probe checks apply to a credential with `options`.
+    pub fn applies_to(&self, options: &BTreeMap<String, String>) -> bool {
+        self.when.iter().all(|(option, value)| options.get(option) == Some(value))
+    }
 }
 
 /// The HTTP APIs keyhelper's proxy speaks for a client: how the client is

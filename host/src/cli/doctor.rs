@@ -130,8 +130,10 @@ fn check_credential(
         ExitClass::Config,
     )];
     let path = std::env::var_os("PATH");
+    let tools_apply = credential.manifest.doctor.applies_to(&credential.options);
     let mut commands: Vec<&str> = credential.granted.exec.iter().map(|e| e.command.as_str()).collect();
     commands.dedup();
+    commands.retain(|_| tools_apply);
     let mut installed = true;
     for command in &commands {
         match platform::find_executable(command, path.as_ref()) {
@@ -161,7 +163,7 @@ fn check_credential(
         }
     }
     let probe = &credential.manifest.doctor.probe;
-    if let Some((program, probe_args)) = probe.split_first().filter(|_| installed) {
+    if let Some((program, probe_args)) = probe.split_first().filter(|_| installed && tools_apply) {
         let shown = probe.join(" ");
         if !commands.contains(&program.as_str()) {
             checks.push(check(

@@ -15,7 +15,8 @@ pub struct CapabilityGrant {
 
 impl CapabilityGrant {
     /// The grant for a call: `declared ∩ granted`, with `{option}` placeholders
-    /// in URL patterns replaced by the credential's `options`.
+    /// in URL patterns replaced by the credential's `options`, and
+    /// `{env:NAME}` ones by the granted environment variable `NAME`.
     pub fn new(declared: &Capabilities, granted: &Capabilities, options: &BTreeMap<String, String>) -> Self {
         let mut allowed = declared.intersect(granted);
         let list = |option: &Option<String>| -> Vec<String> {
@@ -36,7 +37,7 @@ impl CapabilityGrant {
         allowed.http = allowed
             .http
             .iter()
-            .filter_map(|pattern| fill_placeholders(pattern, options))
+            .filter_map(|pattern| fill_placeholders(pattern, options, &allowed.env))
             .map(|pattern| normalised(&pattern).unwrap_or(pattern))
             .collect();
         Self { allowed }
@@ -178,15 +179,23 @@ fn positional_match(pattern: &[String], args: &[&str]) -> bool {
     }
 }
 
-/// Replaces `{name}` with the option's value (without a trailing `/`). A pattern
-/// naming an option the credential does not set allows nothing.
-fn fill_placeholders(pattern: &str, options: &BTreeMap<String, String>) -> Option<String> {
+/// Replaces `{name}` with the option's value and `{env:NAME}` with the value
+/// of the environment variable `NAME` if it is among the granted `env` (each
+/// without a trailing `/`). A pattern naming an option the credential does
+/// not set, or a variable that is not granted or not set, allows nothing.
+fn fill_placeholders(pattern: &str, options: &BTreeMap<String, String>, env: &[String]) -> Option<String> {
     let mut out = String::new();
     let mut rest = pattern;
     while let Some(start) = rest.find('{') {
         let end = start + rest[start..].find('}')?;
         out.push_str(&rest[..start]);
-        out.push_str(options.get(&rest[start + 1..end])?.trim_end_matches('/'));
+        let key = &rest[start + 1..end];
+        let value = match key.strip_prefix("env:") {
+            Some(name) if env.iter().any(|granted| granted == name) => std::env::var(name).ok()?,
+            Some(_) => return None,
+            None => options.get(key)?.clone(),
+        };
+        out.push_str(value.trim_end_matches('/'));
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -273,6 +282,19 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn env_placeholders_need_the_variable_granted_and_set() {
+        let none = BTreeMap::new();
+        let home = std::env::var("HOME").expect("tests run with HOME set");
+        assert_eq!(
+            fill_placeholders("{env:HOME}/token?*", &none, &["HOME".into()]),
+            Some(format!("{}/token?*", home.trim_end_matches('/')))
+        );
+        assert_eq!(fill_placeholders("{env:HOME}/token?*", &none, &["AZURE_CONFIG_DIR".into()]), None);
+        let unset = "KEYHELPER_TEST_NEVER_SET";
+        assert_eq!(fill_placeholders("{env:KEYHELPER_TEST_NEVER_SET}/x", &none, &[unset.into()]), None);
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Azure AD access tokens from the Azure CLI (`az account get-access-token`).
+//! Azure AD access tokens, from the Azure CLI (`az account get-access-token`,
+//! the default) or, where there is no `az login` (VMs, App Service, Container
+//! Apps), from the machine's managed identity (`method = "managed-identity"`).
 //!
-//! The user signs in once with `az login`; this provider asks `az` for a token
-//! for the configured scope and reports its real expiry (`expires_on`), so the
-//! host can cache it and refresh it ahead of time.
+//! With `az`, the user signs in once with `az login`; this provider asks `az`
+//! for a token for the configured scope and reports its real expiry
+//! (`expires_on`), so the host can cache it and refresh it ahead of time.
+
+mod managed_identity;
 
 use keyhelper_plugin::{Command, Credential, HostError, PluginInfo, Provider, ProviderError, Request};
 use serde_json::Value;
@@ -17,27 +21,42 @@ pub struct AzureCli;
 
 impl Provider for AzureCli {
     fn describe() -> PluginInfo {
-        PluginInfo::new("azure", env!("CARGO_PKG_VERSION"), "Azure AD access tokens from `az account get-access-token`")
+        PluginInfo::new("azure", env!("CARGO_PKG_VERSION"), "Azure AD access tokens from `az account get-access-token` or a managed identity")
             .option("scope", "OAuth scope of the token (default https://cognitiveservices.azure.com/.default unless `resource` is set)", None, false)
             .option("resource", "Azure resource URI, for APIs that want a resource instead of a scope", None, false)
             .option("tenant", "Tenant ID or domain to get the token from", None, false)
             .option("subscription", "Subscription whose tenant issues the token", None, false)
+            .option("method", "Where the token comes from: `az` (the Azure CLI) or `managed-identity` (the VM's or App Service's identity)", Some("az"), false)
+            .option("client_id", "Client ID of a user-assigned managed identity (method = \"managed-identity\")", None, false)
     }
 
     fn fetch(request: &Request) -> Result<Credential, ProviderError> {
-        let args = token_args(request)?;
-        let output = args.run().map_err(|e| match e {
-            HostError::NotInstalled(m) => ProviderError::unavailable(m).hint(INSTALL_HINT),
-            other => other.into(),
-        })?;
-        if !output.success() {
-            return Err(classify_failure(&output.stderr_text()));
+        match request.option("method").unwrap_or("az") {
+            "az" => fetch_from_az(request),
+            "managed-identity" => managed_identity::fetch(request),
+            other => Err(ProviderError::invalid_config(format!(
+                "credential '{}' has method = \"{other}\", which the azure provider does not know",
+                request.credential
+            ))
+            .hint("use method = \"az\" (the Azure CLI) or method = \"managed-identity\"")),
         }
-        parse_token(&output.stdout)
     }
 }
 
 keyhelper_plugin::register_provider!(AzureCli);
+
+/// A token from `az account get-access-token`.
+fn fetch_from_az(request: &Request) -> Result<Credential, ProviderError> {
+    let args = token_args(request)?;
+    let output = args.run().map_err(|e| match e {
+        HostError::NotInstalled(m) => ProviderError::unavailable(m).hint(INSTALL_HINT),
+        other => other.into(),
+    })?;
+    if !output.success() {
+        return Err(classify_failure(&output.stderr_text()));
+    }
+    parse_token(&output.stdout)
+}
 
 /// Builds `az account get-access-token …` for the request's options.
 pub fn token_args(request: &Request) -> Result<Command, ProviderError> {
@@ -70,21 +89,37 @@ pub fn parse_token(stdout: &[u8]) -> Result<Credential, ProviderError> {
             .hint("update the Azure CLI (`az upgrade`); keyhelper needs az 2.31 or later")
     };
     let json: Value = serde_json::from_slice(stdout).map_err(|_| malformed("valid JSON"))?;
+    token_with_expiry(
+        &json,
+        "accessToken",
+        &[("token_type", "tokenType"), ("tenant", "tenant"), ("subscription", "subscription")],
+    )
+    .map_err(|missing| malformed(&missing))
+}
+
+/// The token in `json[token_field]`, expiring at `expires_on` (epoch seconds,
+/// a number or a string: `az` and the managed identity endpoints give both),
+/// with the `(key, field)` pairs of `metadata` that are present; otherwise
+/// what is missing.
+fn token_with_expiry(
+    json: &Value,
+    token_field: &str,
+    metadata: &[(&str, &str)],
+) -> Result<Credential, String> {
     let token = json
-        .get("accessToken")
+        .get(token_field)
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| malformed("an `accessToken`"))?;
+        .ok_or_else(|| format!("an `{token_field}`"))?;
     let expires_on = match json.get("expires_on") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| malformed("an `expires_on` time"))?;
+    .ok_or_else(|| "an `expires_on` time".to_string())?;
     let mut credential = Credential::new(token).expires_at(expires_on);
-    for (key, field) in [("token_type", "tokenType"), ("tenant", "tenant"), ("subscription", "subscription")]
-    {
-        if let Some(value) = json.get(field).and_then(Value::as_str) {
+    for (key, field) in metadata {
+        if let Some(value) = json.get(*field).and_then(Value::as_str) {
             credential = credential.meta(key, value);
         }
     }
