@@ -487,7 +487,10 @@ mod tests {
         let err = parse("[credentials.work]\nprovider = \"azure\"\nscoep = \"x\"\n").unwrap_err();
         assert!(err.message.contains("config.toml:3:1"), "{}", err.message);
         assert!(err.message.contains("did you mean `scope`?"), "{}", err.message);
-        assert_eq!(err.hint.as_deref(), Some("azure takes: resource, scope, subscription, tenant"));
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("azure takes: client_id, method, resource, scope, subscription, tenant")
+        );
     }
 
     #[test]
