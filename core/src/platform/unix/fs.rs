@@ -75,34 +75,41 @@ fn effective_uid() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::private_fs::{self, Durability};
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().mode() & 0o777
+    }
+
+    fn private_file(path: &Path) {
+        open_private(File::options().create(true).write(true)).open(path).unwrap();
+    }
 
     #[test]
     fn private_means_0600_files_in_0700_directories() {
         let base = tempfile::tempdir().unwrap();
-        let path = base.path().join("a/b/file");
-        private_fs::write_atomic(&path, b"one", Durability::Durable).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
+        let dir = base.path().join("a/b");
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let path = dir.join("file");
+        private_file(&path);
+        assert_eq!(mode(&path), 0o600);
         assert!(verify_owned(&path, Exposure::Private));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(!verify_owned(&path, Exposure::Private));
         assert!(verify_owned(&path, Exposure::ReadOnly));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
         assert!(!verify_owned(&path, Exposure::ReadOnly));
-        private_fs::create_new(&base.path().join("key"), b"k").unwrap();
-        assert_eq!(fs::metadata(base.path().join("key")).unwrap().mode() & 0o777, 0o600);
     }
 
     #[test]
     fn refuses_files_open_to_others() {
         let base = tempfile::tempdir().unwrap();
         let path = base.path().join("key");
-        private_fs::write_atomic(&path, b"k", Durability::Durable).unwrap();
-        assert_eq!(private_fs::read_private(&path).unwrap(), b"k");
+        private_file(&path);
+        assert!(verify_private(&File::open(&path).unwrap(), &path).is_ok());
         for mode in [0o640, 0o604, 0o620, 0o601] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-            let error = private_fs::read_private(&path).unwrap_err();
+            let error = verify_private(&File::open(&path).unwrap(), &path).unwrap_err();
             assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
             assert!(error.to_string().contains("chmod 600"), "{error}");
         }
