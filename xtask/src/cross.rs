@@ -312,6 +312,23 @@ fn helpers(wine: &Wine, config: &Path, token: &str) -> Result<()> {
     ensure!(replied == expected, "the docker helper replied {replied}");
     eprintln!("xtask: wine: Docker's credential helper protocol, by the executable's name ✓");
 
+    let mut command = wine.command(&wine.bin.join("keyhelper.exe").to_string_lossy());
+    command.args(["get", "work", "--format", "k8s"]).env("KEYHELPER_CONFIG", windows_path(config)).env(
+        "KUBERNETES_EXEC_INFO",
+        r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#,
+    );
+    let kubectl = command.output()?;
+    ensure!(kubectl.status.success(), "get --format k8s failed: {}", stderr(&kubectl));
+    let credential: serde_json::Value = serde_json::from_slice(&kubectl.stdout)
+        .with_context(|| format!("get --format k8s printed {:?}", stdout(&kubectl)))?;
+    ensure!(
+        credential["kind"] == "ExecCredential"
+            && credential["apiVersion"] == "client.authentication.k8s.io/v1"
+            && credential["status"]["token"] == token,
+        "get --format k8s printed {credential}"
+    );
+    eprintln!("xtask: wine: kubectl's ExecCredential ✓");
+
     let run = wine.keyhelper(
         config,
         &["run", "--env", "work", "--", "cmd.exe", "/c", "set", "AZURE_OPENAI_AD_TOKEN"],
