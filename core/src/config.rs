@@ -350,11 +350,8 @@ fn parse_credential(
                 Some(format!("{provider} takes: {}", accepted.join(", "))),
             ));
         }
-        let text = if manifest.options[key_name].list {
-            string_list(value).map_err(|m| (Some(value.span()), format!("`{key_name}` {m}"), None))?
-        } else {
-            scalar(value).map_err(|m| (Some(value.span()), format!("`{key_name}` {m}"), None))?
-        };
+        let text = if manifest.options[key_name].list { string_list(value) } else { scalar(value) }
+            .map_err(|m| (Some(value.span()), format!("`{key_name}` {m}"), None))?;
         options.insert(key_name.clone(), text);
     }
     if let Some((missing, _)) =
@@ -419,7 +416,6 @@ fn refresh_mode(value: Option<&Spanned<toml::Value>>) -> Result<Option<RefreshMo
     RefreshMode::parse(text).map(Some).ok_or_else(invalid)
 }
 
-/// A string, number or boolean as text.
 /// A list option: a TOML array of strings, as the JSON array the plugin reads.
 fn string_list(value: &Spanned<toml::Value>) -> Result<String, String> {
     let items: Option<Vec<&str>> = match value.get_ref() {
@@ -432,6 +428,7 @@ fn string_list(value: &Spanned<toml::Value>) -> Result<String, String> {
     }
 }
 
+/// A string, number or boolean as text.
 fn scalar(value: &Spanned<toml::Value>) -> Result<String, String> {
     match value.get_ref() {
         toml::Value::String(s) => Ok(s.clone()),

@@ -21,15 +21,13 @@ pub const DOCKER_HELPER_NAME: &str = "docker-credential-keyhelper";
 /// Whether `args` (a whole argv) come from Docker: `argv[0]` names
 /// `docker-credential-keyhelper`, or `docker-credential-keyhelper.exe`.
 pub fn invoked_as_docker_helper(args: &[std::ffi::OsString]) -> bool {
-    let Some(name) = args.first().and_then(|arg0| std::path::Path::new(arg0).file_name()) else {
-        return false;
-    };
-    let name = name.to_string_lossy();
-    let stem = match name.len().checked_sub(".exe".len()) {
-        Some(end) if name.is_char_boundary(end) && name[end..].eq_ignore_ascii_case(".exe") => &name[..end],
-        _ => &name[..],
-    };
-    stem == DOCKER_HELPER_NAME
+    let Some(path) = args.first().map(std::path::Path::new) else { return false };
+    match path.extension() {
+        Some(ext) => {
+            ext.eq_ignore_ascii_case("exe") && path.file_stem().is_some_and(|s| s == DOCKER_HELPER_NAME)
+        }
+        None => path.file_name().is_some_and(|name| name == DOCKER_HELPER_NAME),
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::i
     let file = written_temp_file(dir, bytes, durability)?;
     file.persist(path).map_err(|e| e.error)?;
     match durability {
-        Durability::Durable => sync_dir(dir),
+        Durability::Durable => platform::sync_dir(dir),
         Durability::Disposable => Ok(()),
     }
 }
@@ -69,7 +69,7 @@ pub fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let file = written_temp_file(dir, bytes, Durability::Durable)?;
     // A complete file appears at once or not at all.
     match file.persist_noclobber(path) {
-        Ok(_) => sync_dir(dir),
+        Ok(_) => platform::sync_dir(dir),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e.error),
     }
@@ -96,19 +96,14 @@ fn written_temp_file(
     Ok(file)
 }
 
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    platform::sync_dir(dir)
-}
-
 /// Reads a file that must be this user's alone (a key or a secret store):
 /// one that others could read is refused with an error naming the fix
 /// rather than used.
 pub fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = fs::File::open(path)?;
-    platform::verify_private(&file, path)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(file.metadata()?.len()).unwrap_or(0));
+    let metadata = platform::verify_private(&file, path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }

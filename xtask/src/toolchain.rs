@@ -197,8 +197,12 @@ pub fn install() -> Result<()> {
 
 /// Has the installed `keyhelper-full` write its man pages into
 /// `$XDG_DATA_HOME/man/man1` (`~/.local/share/man/man1`), where `man` finds
-/// them on most systems.
+/// them on most systems (not on Windows, which has no `man`).
 fn install_man_pages() -> Result<()> {
+    if cfg!(windows) {
+        println!("xtask: man pages are not installed on Windows (no `man` there); see `keyhelper --help`");
+        return Ok(());
+    }
     let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
     // Where `cargo install` put the executables: $CARGO_INSTALL_ROOT, else $CARGO_HOME.
     let cargo_home = std::env::var_os("CARGO_INSTALL_ROOT")

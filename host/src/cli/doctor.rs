@@ -130,10 +130,14 @@ fn check_credential(
         ExitClass::Config,
     )];
     let path = std::env::var_os("PATH");
+    // A credential whose options need no tool (azure's managed identity) checks none.
     let tools_apply = credential.manifest.doctor.applies_to(&credential.options);
-    let mut commands: Vec<&str> = credential.granted.exec.iter().map(|e| e.command.as_str()).collect();
+    let mut commands: Vec<&str> = if tools_apply {
+        credential.granted.exec.iter().map(|e| e.command.as_str()).collect()
+    } else {
+        Vec::new()
+    };
     commands.dedup();
-    commands.retain(|_| tools_apply);
     let mut installed = true;
     for command in &commands {
         match platform::find_executable(command, path.as_ref()) {

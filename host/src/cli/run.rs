@@ -2,10 +2,11 @@
 //! cmd args…`: runs a program with secrets, or a proxy, in its environment.
 //!
 //! With `--env` alone (and no `--mask`) the program runs in keyhelper's
-//! place (exec on Unix, so it *is* the process: signals reach it directly and
-//! its exit status is the status; on Windows keyhelper waits for it and
-//! passes its exit code on). With `--proxy` or `--mask` keyhelper stays as its parent: it
-//! serves the proxies or filters the output, forwards signals to the program,
+//! place (exec on Unix, so it *is* the process: signals reach it directly
+//! and its exit status is the status; on Windows keyhelper waits for it and
+//! passes its exit code on). With `--proxy` or `--mask` keyhelper stays as
+//! its parent: it serves the proxies or filters the output, forwards signals
+//! to the program,
 //! and exits with its status (127 when it was not found, 126 when it could
 //! not be executed, 128 + n when signal n ended it).
 //!

@@ -177,7 +177,6 @@ impl SecretStore {
         &self,
         f: impl FnOnce(&mut BTreeMap<String, BackendKind>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        private_fs::ensure_dir(&self.dir)?;
         let lock = private_fs::open_lock_file(&self.dir.join("lock"))?;
         lock.lock()?;
         let mut index = self.read_index()?;

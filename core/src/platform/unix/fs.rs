@@ -20,8 +20,8 @@ pub fn open_private(options: &mut OpenOptions) -> &mut OpenOptions {
 
 /// Refuses `file` (opened from `path`) unless it is this user's alone: one
 /// owned by another user, or with any permission for group or others, is an
-/// error naming `chmod 600` rather than used.
-pub fn verify_private(file: &File, path: &Path) -> std::io::Result<()> {
+/// error naming `chmod 600` rather than used. Returns its metadata.
+pub fn verify_private(file: &File, path: &Path) -> std::io::Result<fs::Metadata> {
     let metadata = file.metadata()?;
     if metadata.uid() != effective_uid() {
         return Err(std::io::Error::new(
@@ -40,7 +40,7 @@ pub fn verify_private(file: &File, path: &Path) -> std::io::Result<()> {
             ),
         ));
     }
-    Ok(())
+    Ok(metadata)
 }
 
 /// Whether `path` is this user's, not a symlink, and gives others no more

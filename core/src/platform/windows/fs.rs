@@ -38,8 +38,9 @@ pub fn open_private(options: &mut OpenOptions) -> &mut OpenOptions {
 
 /// Files keyhelper reads as private sit in directories whose ACL lets only
 /// their owner in (see [`create_private_dir`]); nothing more is checked.
-pub fn verify_private(_file: &File, _path: &Path) -> std::io::Result<()> {
-    Ok(())
+/// Returns the file's metadata.
+pub fn verify_private(file: &File, _path: &Path) -> std::io::Result<std::fs::Metadata> {
+    file.metadata()
 }
 
 /// Whether `path` exists and is not a symlink; what others may do with it is

@@ -81,9 +81,10 @@ pub fn claim_from_environment(_claim_var: &str) -> Option<File> {
 pub fn find_executable(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
     let pathext = std::env::var("PATHEXT").unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into());
     let extensions: Vec<&str> = pathext.split(';').filter(|e| e.starts_with('.')).collect();
-    let has_extension = extensions
-        .iter()
-        .any(|e| program.len() > e.len() && program[program.len() - e.len()..].eq_ignore_ascii_case(e));
+    let has_extension = Path::new(program)
+        .extension()
+        .and_then(OsStr::to_str)
+        .is_some_and(|ext| extensions.iter().any(|e| e[1..].eq_ignore_ascii_case(ext)));
     let names: Vec<String> = if has_extension {
         vec![program.to_string()]
     } else {
