@@ -1,7 +1,8 @@
-//! Contract versions side by side: a plugin built against the released
-//! `keyhelper:provider@0.1.0` (`tests/fixtures/legacy-v0_1_0`, generated from
-//! the frozen `plugins/sdk/wit/since_v0.1.0`) keeps loading and working in a keyhelper
-//! whose latest contract is 0.2.0, through the CLI like any installed plugin.
+//! Contract versions side by side: plugins built against the released
+//! `keyhelper:provider@0.1.0` and `@0.2.0` (`tests/fixtures/legacy-v0_*`,
+//! generated from the frozen `plugins/sdk/wit/since_v*` directories) keep
+//! loading and working in a keyhelper whose latest contract is 0.3.0, through
+//! the CLI like any installed plugin.
 
 mod support;
 
@@ -20,8 +21,11 @@ use support::{Home, stderr, stdout};
 struct NoSecrets;
 
 impl StoredSecrets for NoSecrets {
-    fn read(&self, _: &str, _: &str) -> anyhow::Result<Option<Secret>> {
+    fn read(&self, _: &str, _: &str, _: Option<&str>) -> anyhow::Result<Option<Secret>> {
         Ok(None)
+    }
+    fn save(&self, _: &str, _: &str, _: &str, _: &Secret) -> anyhow::Result<()> {
+        anyhow::bail!("nothing is stored in these tests")
     }
 }
 
@@ -45,10 +49,21 @@ fn request(greeting: &str) -> CallRequest {
 }
 
 #[test]
-fn a_plugin_built_against_0_1_0_runs_every_function_in_a_0_2_0_host() {
+fn a_plugin_built_against_0_1_0_runs_every_function_in_a_0_3_0_host() {
+    runs_every_function("legacy-v0_1_0", "0.1.0", &[]);
+}
+
+#[test]
+fn a_plugin_built_against_0_2_0_runs_every_function_in_a_0_3_0_host() {
+    runs_every_function("legacy-v0_2_0", "0.2.0", &[("X-Legacy".into(), "0.2.0".into())]);
+}
+
+/// Loads the fixture built against `version` and calls each of its
+/// functions; its credentials carry `headers`.
+fn runs_every_function(fixture: &str, version: &str, headers: &[(String, String)]) {
     let artifacts = support::TempDir::new("contract-versions");
     let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
-    let wasm = support::fixture_wasm("legacy-v0_1_0");
+    let wasm = support::fixture_wasm(fixture);
     let sha256 = support::sha256_hex(&wasm);
     let legacy = runtime
         .load(&PluginSource {
@@ -58,14 +73,14 @@ fn a_plugin_built_against_0_1_0_runs_every_function_in_a_0_2_0_host() {
             check: IntegrityCheck::EveryLoad,
         })
         .unwrap();
-    assert_eq!(legacy.api_version(), "0.1.0");
+    assert_eq!(legacy.api_version(), version);
 
     let info = legacy.describe(context()).unwrap();
     assert_eq!((info.name.as_str(), info.options[0].name.as_str()), ("legacy", "greeting"));
     let fetched = legacy.fetch(context(), &request("hello")).unwrap();
     assert_eq!(fetched.secret.expose(), "hello-secret-for-old");
     assert!(fetched.expires_at.is_some());
-    assert!(fetched.headers.is_empty(), "0.1.0 credentials have no headers");
+    assert_eq!(fetched.headers, headers, "0.1.0 credentials have no headers; 0.2.0 ones do");
     let renewed = legacy.refresh(context(), &request("hello"), &fetched).unwrap();
     assert_eq!(renewed.secret.expose(), "hello-secret-for-old-renewed");
     let verdict = legacy.validate(context(), &request("hello"), &Secret::new("legacy-x"), false).unwrap();
@@ -89,17 +104,26 @@ fn a_plugin_built_against_0_1_0_runs_every_function_in_a_0_2_0_host() {
             check: IntegrityCheck::EveryLoad,
         })
         .unwrap();
-    assert_eq!(current.api_version(), "0.2.0");
+    assert_eq!(current.api_version(), "0.3.0");
 }
 
 #[test]
 fn a_0_1_0_plugin_installs_and_serves_through_the_cli() {
+    installs_and_serves("legacy-v0_1_0", "0.1.0");
+}
+
+#[test]
+fn a_0_2_0_plugin_installs_and_serves_through_the_cli() {
+    installs_and_serves("legacy-v0_2_0", "0.2.0");
+}
+
+fn installs_and_serves(fixture: &str, version: &str) {
     let home = Home::new("contract-versions-cli");
-    let manifest = support::repo_root().join("tests/fixtures/legacy-v0_1_0/plugin.toml");
+    let manifest = support::repo_root().join(format!("tests/fixtures/{fixture}/plugin.toml"));
     ProviderManifest::parse(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    let install = home.install_plugin("legacy.wasm", &support::fixture_wasm("legacy-v0_1_0"), &manifest);
+    let install = home.install_plugin("legacy.wasm", &support::fixture_wasm(fixture), &manifest);
     assert!(install.status.success(), "{}", stderr(&install));
-    assert!(stderr(&install).contains("keyhelper:provider@0.1.0"), "{}", stderr(&install));
+    assert!(stderr(&install).contains(&format!("keyhelper:provider@{version}")), "{}", stderr(&install));
     home.write_config("[credentials.old]\nprovider = \"legacy\"\n");
     let get = home.run(&["get", "old", "--format", "json"]);
     assert!(get.status.success(), "{}", stderr(&get));
@@ -107,6 +131,6 @@ fn a_0_1_0_plugin_installs_and_serves_through_the_cli() {
     assert_eq!(json["token"], "legacy-secret-for-old");
     assert!(
         stdout(&home.run(&["plugin", "inspect", "legacy"]))
-            .contains("contract:     keyhelper:provider@0.1.0")
+            .contains(&format!("contract:     keyhelper:provider@{version}"))
     );
 }

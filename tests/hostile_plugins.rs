@@ -30,8 +30,12 @@ const STORED_SECRET: &str = "sk-stored-secret-0123456789";
 struct FixtureSecrets;
 
 impl StoredSecrets for FixtureSecrets {
-    fn read(&self, provider: &str, connection: &str) -> anyhow::Result<Option<Secret>> {
-        Ok((provider == "hostile" && connection == "default").then(|| Secret::new(STORED_SECRET)))
+    fn read(&self, provider: &str, connection: &str, name: Option<&str>) -> anyhow::Result<Option<Secret>> {
+        Ok((provider == "hostile" && connection == "default" && name.is_none())
+            .then(|| Secret::new(STORED_SECRET)))
+    }
+    fn save(&self, _: &str, _: &str, _: &str, _: &Secret) -> anyhow::Result<()> {
+        anyhow::bail!("the hostile plugin is never granted save_secrets")
     }
 }
 
@@ -263,6 +267,65 @@ fn opening_a_file_finds_no_filesystem() {
 }
 
 #[test]
+fn reading_a_file_is_limited_to_the_one_granted_path() {
+    let dir = support::TempDir::new("hostile-read-file");
+    let granted = dir.path().join("token");
+    let other = dir.path().join("other");
+    std::fs::write(&granted, "federated-token-contents\n").unwrap();
+    std::fs::write(&other, "top secret file content").unwrap();
+    let granted = granted.to_str().unwrap();
+    let read = attack_with("read-declared-file", &[("granted_file", granted), ("target", granted)]).unwrap();
+    assert_eq!(read.secret.expose(), "federated-token-contents\n");
+    let other = other.to_str().unwrap();
+    assert_denied(
+        attack_with("read-undeclared-file", &[("granted_file", granted), ("target", other)]),
+        &format!("reading the file {other} is not a granted capability"),
+    );
+    // No option, no file: the placeholder allows nothing.
+    assert_denied(attack_with("read-undeclared-file", &[("target", granted)]), "is not a granted capability");
+    // The same path spelled differently is another path.
+    let dotted = format!("{}/./token", dir.path().display());
+    assert_denied(
+        attack_with("read-undeclared-file", &[("granted_file", granted), ("target", &dotted)]),
+        "is not a granted capability",
+    );
+}
+
+#[test]
+fn saving_secrets_needs_the_grant_and_named_secrets_need_valid_names() {
+    assert_denied(attack("save-secret"), "saving secrets is not a granted capability");
+    assert_denied(
+        attack_with("read-named-secret", &[("target", "../openai/default")]),
+        "is not a valid secret name",
+    );
+    // A valid name reads the store (which holds no such secret: the plugin
+    // then returns an empty secret, which the host refuses).
+    let none = attack_with("read-named-secret", &[("target", "refresh_token")]).unwrap_err();
+    assert!(none.to_string().contains("returned an empty secret"), "{none}");
+}
+
+#[test]
+fn a_plugin_may_shorten_a_programs_limits_but_never_extend_them() {
+    let start = Instant::now();
+    let failure = |result: Result<Credential, PluginError>| match result {
+        Err(PluginError::Provider { failure, .. }) => failure.message,
+        other => panic!("expected the program to be stopped, got {other:?}"),
+    };
+    // Asked for an hour: still stopped at the host's 1 s.
+    let message = failure(attack_with("own-timeout", &[("target", "3600000")]));
+    assert!(message.contains("did not finish within 1s"), "{message}");
+    // Asked for 200 ms: stopped then.
+    let message = failure(attack_with("own-timeout", &[("target", "200")]));
+    assert!(message.contains("did not finish within 0.2s"), "{message}");
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    let message = failure(attack_with("own-output-cap", &[("target", "4294967295")]));
+    assert!(message.contains("printed more than 65536 bytes"), "{message}");
+    let message = failure(attack_with("own-output-cap", &[("target", "1000")]));
+    assert!(message.contains("printed more than 1000 bytes"), "{message}");
+    assert_still_usable();
+}
+
+#[test]
 fn opening_a_socket_is_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -411,5 +474,5 @@ fn embedded_bytes_are_checked_before_compiling_and_altered_ones_never_run() {
     runtime.load(&embedded(&wasm)).unwrap();
     let fresh = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
     let plugin = fresh.load(&embedded(&altered)).expect("the artifact compiled from checked bytes");
-    assert_eq!(plugin.api_version(), "0.2.0");
+    assert_eq!(plugin.api_version(), "0.3.0");
 }

@@ -61,7 +61,7 @@ fn install_list_inspect_use_and_remove() {
 
     let inspect = stdout(&home.run(&["plugin", "inspect", "hostile"]));
     for expected in
-        ["contract:     keyhelper:provider@0.2.0", "granted:", "attack: Which escape to try [required]"]
+        ["contract:     keyhelper:provider@0.3.0", "granted:", "attack: Which escape to try [required]"]
     {
         assert!(inspect.contains(expected), "{expected:?} missing from\n{inspect}");
     }

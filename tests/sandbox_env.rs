@@ -17,8 +17,11 @@ use sha2::{Digest, Sha256};
 struct NoSecrets;
 
 impl StoredSecrets for NoSecrets {
-    fn read(&self, _: &str, _: &str) -> anyhow::Result<Option<Secret>> {
+    fn read(&self, _: &str, _: &str, _: Option<&str>) -> anyhow::Result<Option<Secret>> {
         Ok(None)
+    }
+    fn save(&self, _: &str, _: &str, _: &str, _: &Secret) -> anyhow::Result<()> {
+        anyhow::bail!("nothing is stored in these tests")
     }
 }
 

@@ -22,6 +22,15 @@ pub struct Capabilities {
     /// Whether the plugin may read secrets stored for its own provider.
     #[serde(default)]
     pub stored_secrets: bool,
+    /// Whether the plugin may save named secrets (a refresh token the server
+    /// rotated) for its own provider's connections (contract 0.3.0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub save_secrets: bool,
+    /// Files the plugin may read whole (contract 0.3.0): a path, or a
+    /// placeholder filled like those of `http`: `{option}` with the
+    /// credential's option, `{env:NAME}` with a granted variable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
     /// A list option holding a command line the plugin may run exactly as
     /// written (the `command` provider): the user's config is the grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +89,8 @@ impl Capabilities {
             env: self.env.iter().filter(|e| granted.env.contains(e)).cloned().collect(),
             http: self.http.iter().filter(|h| granted.http.contains(h)).cloned().collect(),
             stored_secrets: self.stored_secrets && granted.stored_secrets,
+            save_secrets: self.save_secrets && granted.save_secrets,
+            files: self.files.iter().filter(|f| granted.files.contains(f)).cloned().collect(),
             exec_option: self.exec_option.clone().filter(|o| granted.exec_option.as_ref() == Some(o)),
             env_option: self.env_option.clone().filter(|o| granted.env_option.as_ref() == Some(o)),
         }
@@ -92,6 +103,8 @@ impl Capabilities {
             env: self.env.iter().filter(|e| !granted.env.contains(e)).cloned().collect(),
             http: self.http.iter().filter(|h| !granted.http.contains(h)).cloned().collect(),
             stored_secrets: self.stored_secrets && !granted.stored_secrets,
+            save_secrets: self.save_secrets && !granted.save_secrets,
+            files: self.files.iter().filter(|f| !granted.files.contains(f)).cloned().collect(),
             exec_option: self.exec_option.clone().filter(|o| granted.exec_option.as_ref() != Some(o)),
             env_option: self.env_option.clone().filter(|o| granted.env_option.as_ref() != Some(o)),
         }
@@ -103,6 +116,8 @@ impl Capabilities {
             && self.env.is_empty()
             && self.http.is_empty()
             && !self.stored_secrets
+            && !self.save_secrets
+            && self.files.is_empty()
             && self.exec_option.is_none()
             && self.env_option.is_none()
     }
@@ -132,6 +147,10 @@ impl Capabilities {
         if self.stored_secrets {
             lines.push("read its own stored secrets".to_string());
         }
+        if self.save_secrets {
+            lines.push("save named secrets (a rotated refresh token) for its own connections".to_string());
+        }
+        lines.extend(self.files.iter().map(|file| format!("read file {file}")));
         if let Some(option) = &self.exec_option {
             lines.push(format!("run the command line configured in its `{option}` option, exactly"));
         }
@@ -156,6 +175,7 @@ mod tests {
             env: vec!["AZURE_CONFIG_DIR".into()],
             http: vec!["{base_url}/v1/models".into()],
             stored_secrets: true,
+            files: vec!["{env:AZURE_FEDERATED_TOKEN_FILE}".into()],
             ..Capabilities::default()
         }
     }
@@ -166,11 +186,13 @@ mod tests {
         let mut granted = caps();
         granted.exec.clear();
         granted.stored_secrets = false;
+        granted.files.clear();
         let both = declared.intersect(&granted);
-        assert!(both.exec.is_empty() && !both.stored_secrets);
+        assert!(both.exec.is_empty() && !both.stored_secrets && both.files.is_empty());
         assert_eq!(both.env, declared.env);
         let more = declared.beyond(&granted);
         assert_eq!(more.exec, declared.exec);
+        assert_eq!(more.files, declared.files);
         assert!(more.stored_secrets && more.env.is_empty() && more.http.is_empty());
         assert!(declared.beyond(&declared).is_empty());
     }

@@ -123,6 +123,8 @@ pub fn fixture_wasm(name: &str) -> Vec<u8> {
                 "keyhelper-fixture-wrong-world",
                 "-p",
                 "keyhelper-fixture-legacy-v0_1_0",
+                "-p",
+                "keyhelper-fixture-legacy-v0_2_0",
             ])
             .status()
             .expect("running cargo to build the test plugins");

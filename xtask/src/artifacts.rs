@@ -28,7 +28,8 @@ const FORBIDDEN: &[(&str, &str)] = &[
 const MAX_BYTES: u64 = 2 << 20;
 
 /// The WIT files the SDK package must carry, one per released contract version.
-const SDK_WIT: &[&str] = &["wit/since_v0.1.0/provider.wit", "wit/since_v0.2.0/provider.wit"];
+const SDK_WIT: &[&str] =
+    &["wit/since_v0.1.0/provider.wit", "wit/since_v0.2.0/provider.wit", "wit/since_v0.3.0/provider.wit"];
 
 /// Runs every check.
 pub fn check() -> Result<()> {

@@ -1,5 +1,5 @@
 //! `keyhelper login` and `logout`: store and remove a provider's long-lived
-//! secret. The secret is read from a masked prompt or stdin, never from argv.
+//! secrets. The secret is read from a masked prompt or stdin, never from argv.
 
 use std::io::{IsTerminal, Read};
 
@@ -114,9 +114,9 @@ pub fn logout(env: &Environment, args: &LogoutArgs) -> Result<(), Failure> {
     let config = env.config()?;
     let manifest = storing_provider(env, &args.provider)?;
     let store = env.store(&config)?;
-    if store.delete(&SecretId::new(&manifest.name, &args.connection))? {
+    if store.delete_connection(&SecretId::new(&manifest.name, &args.connection))? {
         forget_cached(env, &manifest.name);
-        eprintln!("keyhelper: removed the {} secret for connection '{}'", manifest.name, args.connection);
+        eprintln!("keyhelper: removed the {} secrets of connection '{}'", manifest.name, args.connection);
         Ok(())
     } else {
         Err(Failure::new(

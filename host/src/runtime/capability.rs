@@ -40,6 +40,12 @@ impl CapabilityGrant {
             .filter_map(|pattern| fill_placeholders(pattern, options, &allowed.env))
             .map(|pattern| normalised(&pattern).unwrap_or(pattern))
             .collect();
+        allowed.files = allowed
+            .files
+            .iter()
+            .filter_map(|pattern| fill_placeholders(pattern, options, &allowed.env))
+            .filter(|path| !path.is_empty())
+            .collect();
         Self { allowed }
     }
 
@@ -103,6 +109,25 @@ impl CapabilityGrant {
             Err(format!("setting the {name} header is not allowed (the host sets it from the granted URL)"))
         } else {
             Ok(())
+        }
+    }
+
+    /// Whether the plugin may read the file `path`: exactly one of the granted
+    /// paths, placeholders filled in.
+    pub fn check_file(&self, path: &str) -> Result<(), String> {
+        if self.allowed.files.iter().any(|granted| granted == path) {
+            Ok(())
+        } else {
+            Err(format!("reading the file {path} is not a granted capability"))
+        }
+    }
+
+    /// Whether the plugin may save named secrets for its provider's connections.
+    pub fn check_save_secrets(&self) -> Result<(), String> {
+        if self.allowed.save_secrets {
+            Ok(())
+        } else {
+            Err("saving secrets is not a granted capability".to_string())
         }
     }
 
@@ -179,10 +204,13 @@ fn positional_match(pattern: &[String], args: &[&str]) -> bool {
     }
 }
 
-/// Replaces `{name}` with the option's value and `{env:NAME}` with the value
-/// of the environment variable `NAME` if it is among the granted `env` (each
-/// without a trailing `/`). A pattern naming an option the credential does
-/// not set, or a variable that is not granted or not set, allows nothing.
+/// Replaces `{name}` with the option's value, `{origin:name}` with the
+/// scheme, host and port of the URL in that option (so a pattern can follow
+/// an OpenID discovery document within its issuer's host), and `{env:NAME}`
+/// with the value of the environment variable `NAME` if it is among the
+/// granted `env` (each without a trailing `/`). A pattern naming an option
+/// the credential does not set, or a variable that is not granted or not set,
+/// allows nothing.
 fn fill_placeholders(pattern: &str, options: &BTreeMap<String, String>, env: &[String]) -> Option<String> {
     let mut out = String::new();
     let mut rest = pattern;
@@ -193,13 +221,22 @@ fn fill_placeholders(pattern: &str, options: &BTreeMap<String, String>, env: &[S
         let value = match key.strip_prefix("env:") {
             Some(name) if env.iter().any(|granted| granted == name) => std::env::var(name).ok()?,
             Some(_) => return None,
-            None => options.get(key)?.clone(),
+            None => match key.strip_prefix("origin:") {
+                Some(name) => origin(options.get(name)?)?,
+                None => options.get(key)?.clone(),
+            },
         };
         out.push_str(value.trim_end_matches('/'));
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// `scheme://host[:port]` of a plain http(s) URL.
+fn origin(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    matches!(parsed.scheme(), "http" | "https").then(|| parsed.origin().ascii_serialization())
 }
 
 /// `url` parsed and serialised again, if it is plain http(s) without

@@ -21,6 +21,18 @@ const MIN_SECRET_LEN_FOR_ARGV_CHECK: usize = 6;
 /// a plugin refused in a loop must not grow the host's memory.
 const MAX_DENIALS: usize = 16;
 const MAX_DENIAL_LEN: usize = 512;
+/// Largest file `read-file` returns.
+const MAX_FILE: u64 = 1 << 20;
+
+/// A time limit and output cap a plugin asked for one program (contract
+/// 0.3.0); they can only tighten the host's limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestedLimits {
+    /// Milliseconds the program may run; `None` for the host's limit.
+    pub timeout_ms: Option<u32>,
+    /// Bytes of output kept; `None` for the host's limit.
+    pub max_output: Option<u32>,
+}
 
 /// Why a host call did not complete, before it is put in the `host-error` of
 /// the plugin's contract version.
@@ -122,11 +134,18 @@ impl PluginState {
         args: &[String],
         extra_env: &[(String, String)],
         stdin: Option<&[u8]>,
+        requested: RequestedLimits,
     ) -> Result<ProcessOutput, HostFailure> {
         self.check_command(program, args, extra_env)?;
         let env = self.child_env(extra_env);
         tracing::debug!("running `{program} {}`", args.join(" "));
         let mut limits = self.call.limits.process;
+        if let Some(ms) = requested.timeout_ms {
+            limits.timeout = limits.timeout.min(std::time::Duration::from_millis(ms.into()));
+        }
+        if let Some(bytes) = requested.max_output {
+            limits.max_output = limits.max_output.min(bytes as usize);
+        }
         let left = self.time_left().map_err(HostFailure::TimedOut)?;
         let cut_by_deadline = left < limits.timeout;
         limits.timeout = limits.timeout.min(left);
@@ -153,14 +172,20 @@ impl PluginState {
         }
     }
 
-    /// `stored-secret`: this provider's secret for `connection`.
-    fn read_stored_secret(&mut self, connection: &str) -> Result<Option<String>, HostFailure> {
-        if let Err(reason) = self.call.grant.check_stored_secrets() {
+    /// `stored-secret` and `named-secret`: this provider's main secret for
+    /// `connection`, or the one called `name`.
+    fn read_stored_secret(
+        &mut self,
+        connection: &str,
+        name: Option<&str>,
+    ) -> Result<Option<String>, HostFailure> {
+        let verdict = self.call.grant.check_stored_secrets().and_then(|()| name.map_or(Ok(()), checked_name));
+        if let Err(reason) = verdict {
             return Err(self.deny(reason));
         }
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
-        let found = self.host_call(|_| secrets.read(&provider, connection)).map_err(|e| {
+        let found = self.host_call(|_| secrets.read(&provider, connection, name)).map_err(|e| {
             self.store_failure = Some(e.to_string());
             HostFailure::Failed(format!("could not read the secret store: {e}"))
         })?;
@@ -169,6 +194,49 @@ impl PluginState {
             self.known_secrets.push(zeroize::Zeroizing::new(value.clone()));
             value
         }))
+    }
+
+    /// `save-secret`: stores the secret called `name` of `connection`.
+    fn save_named_secret(&mut self, connection: &str, name: &str, value: &str) -> Result<(), HostFailure> {
+        let verdict = self.call.grant.check_save_secrets().and_then(|()| checked_name(name));
+        if let Err(reason) = verdict {
+            return Err(self.deny(reason));
+        }
+        if value.trim().is_empty() {
+            return Err(HostFailure::Failed(format!("refusing to save an empty `{name}`")));
+        }
+        self.known_secrets.push(zeroize::Zeroizing::new(value.to_string()));
+        let provider = self.call.provider.clone();
+        let secrets = self.call.secrets.clone();
+        let secret = keyhelper_core::credential::Secret::new(value);
+        self.host_call(|_| secrets.save(&provider, connection, name, &secret)).map_err(|e| {
+            self.store_failure = Some(e.to_string());
+            HostFailure::Failed(format!("could not save `{name}` in the secret store: {e}"))
+        })
+    }
+
+    /// `read-file`: a granted file, whole. Its text is treated as a secret
+    /// (a token file): refused in argv, redacted from logs.
+    fn read_granted_file(&mut self, path: &str) -> Result<Vec<u8>, HostFailure> {
+        if let Err(reason) = self.call.grant.check_file(path) {
+            return Err(self.deny(reason));
+        }
+        let read = || -> std::io::Result<Vec<u8>> {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            std::fs::File::open(path)?.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        let bytes = self
+            .host_call(|_| read())
+            .map_err(|e| HostFailure::Failed(format!("cannot read {path}: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(HostFailure::TooLarge(format!("{path} is larger than {MAX_FILE} bytes")));
+        }
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            self.known_secrets.push(zeroize::Zeroizing::new(text.trim().to_string()));
+        }
+        Ok(bytes)
     }
 
     /// `http`: a request to a declared URL pattern.
@@ -197,6 +265,15 @@ impl PluginState {
     }
 }
 
+/// `Ok` if `name` may name a secret of a connection.
+fn checked_name(name: &str) -> Result<(), String> {
+    if crate::store::SecretId::is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid secret name (lowercase letters, digits and _, at most 64)"))
+    }
+}
+
 /// At most the first `max` bytes of `text`, cut at a character boundary.
 fn truncated(text: &str, max: usize) -> &str {
     let cut = (0..=max.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
@@ -205,13 +282,15 @@ fn truncated(text: &str, max: usize) -> &str {
 
 /// Implements one contract version's `host` interface on [`PluginState`] by
 /// converting its types to and from the version-independent functions above.
-/// (The `host` interface has not changed between versions; its types are
-/// distinct per version all the same.)
+/// `|command| limits` reads a command's [`RequestedLimits`]; the functions a
+/// version added come last. (Each version's types are distinct Rust types,
+/// even where their shape has not changed.)
 macro_rules! host_interface {
-    ($module:ident, $version:ident) => {
+    ($module:ident, $version:ident, |$command:ident| $limits:expr, { $($added:item)* }) => {
         mod $module {
-            use super::{HostFailure, PluginState};
-            use crate::runtime::bindings::$version::keyhelper::provider::{host, types};
+            #[allow(unused_imports)]
+            use super::{HostFailure, PluginState, RequestedLimits};
+            use crate::runtime::bindings::$version::keyhelper::provider::host;
             use crate::runtime::http;
 
             impl From<HostFailure> for host::HostError {
@@ -226,15 +305,15 @@ macro_rules! host_interface {
                 }
             }
 
-            impl types::Host for PluginState {}
-
             impl host::Host for PluginState {
-                fn run(&mut self, command: host::Command) -> Result<host::CommandOutput, host::HostError> {
+                fn run(&mut self, $command: host::Command) -> Result<host::CommandOutput, host::HostError> {
+                    let requested = $limits;
                     let mut out = self.run_program(
-                        &command.program,
-                        &command.args,
-                        &command.env,
-                        command.stdin.as_deref(),
+                        &$command.program,
+                        &$command.args,
+                        &$command.env,
+                        $command.stdin.as_deref(),
+                        requested,
                     )?;
                     // Handed to the guest's memory, which the bindings copy it into.
                     Ok(host::CommandOutput {
@@ -249,7 +328,7 @@ macro_rules! host_interface {
                 }
 
                 fn stored_secret(&mut self, connection: String) -> Result<Option<String>, host::HostError> {
-                    Ok(self.read_stored_secret(&connection)?)
+                    Ok(self.read_stored_secret(&connection, None)?)
                 }
 
                 fn http(
@@ -280,10 +359,44 @@ macro_rules! host_interface {
                 fn now(&mut self) -> i64 {
                     keyhelper_core::clock::unix_now()
                 }
+
+                $($added)*
             }
         }
     };
 }
 
-host_interface!(host_v0_1_0, v0_1_0);
-host_interface!(host_v0_2_0, v0_2_0);
+// The `types` interface has no functions; 0.2 shares 0.3's.
+impl crate::runtime::bindings::v0_1_0::keyhelper::provider::types::Host for PluginState {}
+impl crate::runtime::bindings::v0_3_0::keyhelper::provider::types::Host for PluginState {}
+
+host_interface!(host_v0_1_0, v0_1_0, |command| RequestedLimits::default(), {});
+host_interface!(host_v0_2_0, v0_2_0, |command| RequestedLimits::default(), {});
+host_interface!(
+    host_v0_3_0,
+    v0_3_0,
+    |command| RequestedLimits { timeout_ms: command.timeout_ms, max_output: command.max_output },
+    {
+        fn named_secret(
+            &mut self,
+            connection: String,
+            name: String,
+        ) -> Result<Option<String>, host::HostError> {
+            Ok(self.read_stored_secret(&connection, Some(&name))?)
+        }
+
+        fn save_secret(
+            &mut self,
+            connection: String,
+            name: String,
+            value: String,
+        ) -> Result<(), host::HostError> {
+            let value = zeroize::Zeroizing::new(value);
+            Ok(self.save_named_secret(&connection, &name, &value)?)
+        }
+
+        fn read_file(&mut self, path: String) -> Result<Vec<u8>, host::HostError> {
+            Ok(self.read_granted_file(&path)?)
+        }
+    }
+);

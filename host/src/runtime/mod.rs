@@ -26,7 +26,7 @@ use wasmtime::{Config, Engine, Store};
 use zeroize::Zeroizing;
 
 use self::artifacts::ArtifactCache;
-use self::bindings::{v0_1_0, v0_2_0};
+use self::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use self::outcome::{FailureKind, PluginInfo, PluginOption, ProviderFailure, Validation, Verdict};
 use self::sandbox::{CallContext, LimitExceeded, PluginState};
 use self::versions::{VersionedPre, latest};
@@ -120,6 +120,7 @@ impl PluginRuntime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         v0_1_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         v0_2_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        v0_3_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         let artifacts = ArtifactCache::new(artifact_dir, &engine);
         Ok(Self { engine, linker, artifacts })
     }

@@ -52,10 +52,14 @@ impl Default for Limits {
     }
 }
 
-/// Reads secrets stored with `keyhelper login`, on behalf of a plugin.
+/// Reads secrets stored with `keyhelper login`, and saves the named secrets a
+/// plugin keeps (a rotated refresh token), on behalf of a plugin.
 pub trait StoredSecrets: Send + Sync {
-    /// The secret stored for `provider` under `connection`, if any.
-    fn read(&self, provider: &str, connection: &str) -> anyhow::Result<Option<Secret>>;
+    /// The secret stored for `provider` under `connection`: its main one, or
+    /// the one called `name`.
+    fn read(&self, provider: &str, connection: &str, name: Option<&str>) -> anyhow::Result<Option<Secret>>;
+    /// Saves (or replaces) the secret called `name` of `connection`.
+    fn save(&self, provider: &str, connection: &str, name: &str, secret: &Secret) -> anyhow::Result<()>;
 }
 
 /// Everything a call needs beyond the plugin itself.
@@ -80,8 +84,11 @@ impl CallContext {
     pub fn granting_nothing(provider: &str) -> Self {
         struct NoSecrets;
         impl StoredSecrets for NoSecrets {
-            fn read(&self, _: &str, _: &str) -> anyhow::Result<Option<Secret>> {
+            fn read(&self, _: &str, _: &str, _: Option<&str>) -> anyhow::Result<Option<Secret>> {
                 Ok(None)
+            }
+            fn save(&self, _: &str, _: &str, _: &str, _: &Secret) -> anyhow::Result<()> {
+                anyhow::bail!("no secret store in this call")
             }
         }
         let nothing = Capabilities::default();

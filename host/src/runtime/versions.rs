@@ -5,22 +5,44 @@
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use super::bindings::{v0_1_0, v0_2_0};
+use super::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use super::sandbox::PluginState;
 
 /// The latest contract version's types.
-pub use v0_2_0::keyhelper::provider::types as latest;
+pub use v0_3_0::keyhelper::provider::types as latest;
 
 /// The contract versions this host runs, oldest first; each entry is the
 /// version of its frozen `plugins/sdk/wit/since_v*` directory.
-pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// A linked plugin, ready to instantiate, of whichever version it was built for.
 pub enum VersionedPre {
     /// `keyhelper:provider@0.1.x`.
     V0_1(v0_1_0::PluginPre<PluginState>),
-    /// `keyhelper:provider@0.2.x`.
+    /// `keyhelper:provider@0.2.x` (the same types as 0.3; a smaller `host`).
     V0_2(v0_2_0::PluginPre<PluginState>),
+    /// `keyhelper:provider@0.3.x`.
+    V0_3(v0_3_0::PluginPre<PluginState>),
+}
+
+/// Calls `$call` on the `provider` export of a 0.2 or 0.3 plugin, whose types
+/// are the latest ones; a 0.1 plugin is `$v0_1`'s business.
+macro_rules! dispatch {
+    ($self:ident, $store:ident, |$provider:ident| $call:expr, $v0_1:pat => $old:expr) => {
+        match $self {
+            $v0_1 => $old,
+            Self::V0_2(pre) => {
+                let $provider = pre.instantiate(&mut *$store)?;
+                let $provider = $provider.keyhelper_provider_provider();
+                $call
+            }
+            Self::V0_3(pre) => {
+                let $provider = pre.instantiate(&mut *$store)?;
+                let $provider = $provider.keyhelper_provider_provider();
+                $call
+            }
+        }
+    };
 }
 
 type Answer<T> = wasmtime::Result<Result<T, latest::ProviderError>>;
@@ -31,21 +53,20 @@ impl VersionedPre {
     pub fn new(version: &str, pre: InstancePre<PluginState>) -> wasmtime::Result<Self> {
         if version.starts_with("0.1.") {
             Ok(Self::V0_1(v0_1_0::PluginPre::new(pre)?))
-        } else {
+        } else if version.starts_with("0.2.") {
             Ok(Self::V0_2(v0_2_0::PluginPre::new(pre)?))
+        } else {
+            Ok(Self::V0_3(v0_3_0::PluginPre::new(pre)?))
         }
     }
 
     /// `describe()`.
     pub fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<latest::PluginInfo> {
-        match self {
+        dispatch!(self, store, |provider| provider.call_describe(store),
             Self::V0_1(pre) => {
                 Ok(pre.instantiate(&mut *store)?.keyhelper_provider_provider().call_describe(store)?.into())
             }
-            Self::V0_2(pre) => {
-                pre.instantiate(&mut *store)?.keyhelper_provider_provider().call_describe(store)
-            }
-        }
+        )
     }
 
     /// `fetch(request)`.
@@ -54,17 +75,14 @@ impl VersionedPre {
         store: &mut Store<PluginState>,
         request: &latest::Request,
     ) -> Answer<latest::Credential> {
-        match self {
+        dispatch!(self, store, |provider| provider.call_fetch(store, request),
             Self::V0_1(pre) => {
                 let plugin = pre.instantiate(&mut *store)?;
                 let answer =
                     plugin.keyhelper_provider_provider().call_fetch(store, &request.clone().into())?;
                 Ok(answer.map(Into::into).map_err(Into::into))
             }
-            Self::V0_2(pre) => {
-                pre.instantiate(&mut *store)?.keyhelper_provider_provider().call_fetch(store, request)
-            }
-        }
+        )
     }
 
     /// `refresh(request, previous)`.
@@ -74,7 +92,7 @@ impl VersionedPre {
         request: &latest::Request,
         previous: &latest::Credential,
     ) -> Answer<latest::Credential> {
-        match self {
+        dispatch!(self, store, |provider| provider.call_refresh(store, request, previous),
             Self::V0_1(pre) => {
                 let plugin = pre.instantiate(&mut *store)?;
                 let answer = plugin.keyhelper_provider_provider().call_refresh(
@@ -84,11 +102,7 @@ impl VersionedPre {
                 )?;
                 Ok(answer.map(Into::into).map_err(Into::into))
             }
-            Self::V0_2(pre) => pre
-                .instantiate(&mut *store)?
-                .keyhelper_provider_provider()
-                .call_refresh(store, request, previous),
-        }
+        )
     }
 
     /// `validate(request, secret, live)`.
@@ -99,7 +113,7 @@ impl VersionedPre {
         secret: &str,
         live: bool,
     ) -> Answer<latest::Validation> {
-        match self {
+        dispatch!(self, store, |provider| provider.call_validate(store, request, secret, live),
             Self::V0_1(pre) => {
                 let plugin = pre.instantiate(&mut *store)?;
                 let answer = plugin.keyhelper_provider_provider().call_validate(
@@ -110,16 +124,12 @@ impl VersionedPre {
                 )?;
                 Ok(answer.map(Into::into).map_err(Into::into))
             }
-            Self::V0_2(pre) => pre
-                .instantiate(&mut *store)?
-                .keyhelper_provider_provider()
-                .call_validate(store, request, secret, live),
-        }
+        )
     }
 }
 
 /// Conversions between 0.1 and the latest types. 0.2 added `credential.headers`;
-/// everything else is the same shape.
+/// everything else is the same shape (0.3 changed only the `host` interface).
 mod from_v0_1 {
     use super::latest;
     use crate::runtime::bindings::v0_1_0::keyhelper::provider::types as v0_1;

@@ -21,30 +21,55 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::sandbox::StoredSecrets;
 
-/// Which stored secret: a provider and a connection name.
+/// Which stored secret: a provider, a connection name, and which of the
+/// connection's secrets — its main one (the key `keyhelper login` stores), or
+/// a named one a plugin saved (e.g. `refresh_token`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SecretId {
     /// The provider, e.g. `openai`.
     pub provider: String,
     /// The connection, e.g. `default`.
     pub connection: String,
+    /// The secret's name within the connection; `None` for its main secret.
+    pub name: Option<String>,
 }
 
 impl SecretId {
-    /// The id of `provider`'s `connection`.
+    /// The id of `provider`'s `connection`'s main secret.
     pub fn new(provider: &str, connection: &str) -> Self {
-        Self { provider: provider.into(), connection: connection.into() }
+        Self { provider: provider.into(), connection: connection.into(), name: None }
+    }
+
+    /// The id of the secret called `name` of the same connection.
+    pub fn named(&self, name: &str) -> Self {
+        Self { name: Some(name.into()), ..self.clone() }
+    }
+
+    /// Whether `name` may name a secret: 1 to 64 lowercase letters, digits
+    /// and `_`.
+    pub fn is_valid_name(name: &str) -> bool {
+        (1..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     }
 
     fn parse(text: &str) -> Option<Self> {
         let (provider, connection) = text.split_once('/')?;
-        Some(Self::new(provider, connection))
+        match connection.rsplit_once('#') {
+            Some((connection, name)) if Self::is_valid_name(name) => {
+                Some(Self::new(provider, connection).named(name))
+            }
+            _ => Some(Self::new(provider, connection)),
+        }
     }
 }
 
 impl fmt::Display for SecretId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.provider, self.connection)
+        write!(f, "{}/{}", self.provider, self.connection)?;
+        match &self.name {
+            Some(name) => write!(f, "#{name}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -226,11 +251,29 @@ impl SecretStore {
             .filter_map(|(id, kind)| Some((SecretId::parse(&id)?, kind)))
             .collect())
     }
+
+    /// Removes a connection's main secret and every named one; whether there
+    /// was any.
+    pub fn delete_connection(&self, id: &SecretId) -> Result<bool, StoreError> {
+        let mut removed = false;
+        for (stored, _) in self.list()? {
+            if stored.provider == id.provider && stored.connection == id.connection {
+                removed |= self.delete(&stored)?;
+            }
+        }
+        Ok(removed)
+    }
 }
 
 impl StoredSecrets for SecretStore {
-    fn read(&self, provider: &str, connection: &str) -> anyhow::Result<Option<Secret>> {
-        Ok(self.get(&SecretId::new(provider, connection))?)
+    fn read(&self, provider: &str, connection: &str, name: Option<&str>) -> anyhow::Result<Option<Secret>> {
+        let id = SecretId::new(provider, connection);
+        Ok(self.get(&name.map_or_else(|| id.clone(), |name| id.named(name)))?)
+    }
+
+    fn save(&self, provider: &str, connection: &str, name: &str, secret: &Secret) -> anyhow::Result<()> {
+        self.set(&SecretId::new(provider, connection).named(name), secret)?;
+        Ok(())
     }
 }
 

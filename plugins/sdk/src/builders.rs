@@ -178,7 +178,14 @@ impl Validation {
 impl Command {
     /// A command running `program`, which the manifest must declare.
     pub fn new(program: &str) -> Self {
-        Self { program: program.into(), args: Vec::new(), env: Vec::new(), stdin: None }
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+            timeout_ms: None,
+            max_output: None,
+        }
     }
 
     /// Adds one argument. Never pass a secret as an argument.
@@ -204,6 +211,21 @@ impl Command {
     /// Writes `bytes` to the program's standard input.
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Stops the program after `timeout` if that is sooner than the host's
+    /// limit (a plugin may shorten the limit, never extend it).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout_ms = Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// Stops the program once it prints more than `bytes` (stdout or stderr)
+    /// if that is less than the host's cap (a plugin may lower it, never
+    /// raise it).
+    pub fn max_output(mut self, bytes: u32) -> Self {
+        self.max_output = Some(bytes);
         self
     }
 

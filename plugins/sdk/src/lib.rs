@@ -31,7 +31,8 @@
 //!
 //! Everything a plugin does outside its own memory goes through the host
 //! functions wrapped here ([`Command::run`], [`HttpRequest::send`], [`env_var`],
-//! [`stored_secret`], [`log`], [`now`]). The host checks each call against the
+//! [`stored_secret`], [`named_secret`], [`save_secret`], [`read_file`], [`log`],
+//! [`now`]). The host checks each call against the
 //! capabilities in the provider's manifest and the user's grant.
 
 mod builders;
@@ -39,7 +40,7 @@ mod builders;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "wit/since_v0.2.0",
+        path: "wit/since_v0.3.0",
         world: "plugin",
         pub_export_macro: true,
         default_bindings_module: "keyhelper_plugin::bindings",
@@ -92,6 +93,25 @@ pub fn env_var(name: &str) -> Result<Option<String>, HostError> {
 /// (`keyhelper login <provider> --connection <connection>`).
 pub fn stored_secret(connection: &str) -> Result<Option<String>, HostError> {
     host::stored_secret(connection)
+}
+
+/// Reads the secret called `name` (e.g. `refresh_token`) that `connection`
+/// holds besides its main one. Needs `stored_secrets` in the manifest.
+pub fn named_secret(connection: &str, name: &str) -> Result<Option<String>, HostError> {
+    host::named_secret(connection, name)
+}
+
+/// Saves (or replaces, atomically) the secret called `name` of `connection`,
+/// e.g. a refresh token the server rotated. Needs `save_secrets` in the
+/// manifest. A connection's main secret cannot be written.
+pub fn save_secret(connection: &str, name: &str, value: &str) -> Result<(), HostError> {
+    host::save_secret(connection, name, value)
+}
+
+/// Reads a whole file (at most 1 MiB) that the manifest's `files` declares,
+/// e.g. a workload identity's token file.
+pub fn read_file(path: &str) -> Result<Vec<u8>, HostError> {
+    host::read_file(path)
 }
 
 /// Writes a line to keyhelper's log, shown with `keyhelper -v`. Never log a secret.
