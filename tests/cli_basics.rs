@@ -22,7 +22,11 @@ fn providers_lists_each_with_its_capabilities() {
     let out = stdout(&Home::new("cli-providers").run(&["providers"]));
     for expected in [
         "openai — OpenAI (stored API key)",
-        "azure — Azure AD (Azure CLI or managed identity)",
+        "azure — Azure AD (Azure CLI, managed or workload identity, client secret)",
+        "read file {env:AZURE_FEDERATED_TOKEN_FILE}",
+        "oauth2 — OAuth 2.0 / OpenID Connect",
+        "request {origin:issuer}/*",
+        "save named secrets (a rotated refresh token) for its own connections",
         "request http://169.254.169.254/metadata/identity/oauth2/token?*",
         "run `az account get-access-token [--scope *] [--resource *] [--tenant *] [--subscription *] [--output json]`",
         "1password — 1Password (op CLI)",

@@ -222,3 +222,118 @@ fn managed_identity_elsewhere_is_a_clear_error_and_an_unknown_method_names_the_k
         stderr(&odd)
     );
 }
+
+/// Entra ID's token endpoint on loopback: records each request (method,
+/// path, form body) and answers a token, or `AADSTS` refusals for the
+/// client secret `wrong` and the federated token `eyJ.untrusted.sig`.
+fn entra_endpoint() -> (support::MockHttp, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = support::MockHttp::start(move |request| {
+        log.lock().unwrap().push(format!("{} {} {}", request.method, request.path, request.body));
+        if request.body.contains("client_secret=wrong") {
+            return (401, r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.\r\nTrace ID: 1"}"#.into());
+        }
+        if request.body.contains("client_assertion=eyJ.untrusted.sig") {
+            return (400, r#"{"error":"invalid_client","error_description":"AADSTS70021: No matching federated identity record found for presented assertion."}"#.into());
+        }
+        (
+            200,
+            format!(
+                r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{TOKEN}"}}"#
+            ),
+        )
+    });
+    (server, seen)
+}
+
+#[test]
+fn workload_identity_presents_the_federated_token_without_az() {
+    let home = Home::new("azure-workload-identity");
+    logged_in_az(&home);
+    home.write_config("[credentials.ci]\nprovider = \"azure\"\nmethod = \"workload-identity\"\n");
+    let (server, seen) = entra_endpoint();
+    let token_file = home.path().join("azure-identity-token");
+    let get = |assertion: &str| {
+        std::fs::write(&token_file, format!("{assertion}\n")).unwrap();
+        home.keyhelper(&["get", "ci", "--no-cache"])
+            .env("AZURE_FEDERATED_TOKEN_FILE", &token_file)
+            .env("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+            .env("AZURE_TENANT_ID", "contoso-tenant")
+            .env("AZURE_AUTHORITY_HOST", format!("{}/", server.base_url))
+            .output()
+            .unwrap()
+    };
+    let output = get("eyJ.federated.sig");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{TOKEN}\n"));
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        "POST /contoso-tenant/oauth2/v2.0/token grant_type=client_credentials&scope=https%3A%2F%2Fcognitiveservices.azure.com%2F.default&client_id=11111111-2222-3333-4444-555555555555&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=eyJ.federated.sig"
+    );
+    assert_eq!(az_log(&home), "", "az must not run for a workload identity");
+
+    let refused = get("eyJ.untrusted.sig");
+    assert_eq!(refused.status.code(), Some(6), "{}", stderr(&refused));
+    let message = stderr(&refused);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("AADSTS70021") && message.contains("federated credential"), "{message}");
+    assert!(!message.contains("eyJ.untrusted.sig"), "the token is never quoted: {message}");
+
+    let unset = home.run(&["get", "ci"]);
+    assert_eq!(unset.status.code(), Some(3), "{}", stderr(&unset));
+    assert!(stderr(&unset).contains("needs AZURE_FEDERATED_TOKEN_FILE"), "{}", stderr(&unset));
+}
+
+#[test]
+fn a_service_principal_secret_is_stored_with_login_and_sent_in_the_form() {
+    let home = Home::new("azure-client-secret");
+    home.write_config(
+        "[credentials.sp]\nprovider = \"azure\"\nmethod = \"client-secret\"\ntenant = \"contoso-tenant\"\nclient_id = \"app-1\"\nconnection = \"sp\"\nscope = \"https://management.azure.com/.default\"\n\n[credentials.cli]\nprovider = \"azure\"\n",
+    );
+    let (server, seen) = entra_endpoint();
+    let list = stdout(&home.run(&["list"]));
+    assert!(list.contains("no secret stored: run `keyhelper login azure --connection sp`"), "{list}");
+    assert!(!list.contains("login azure --connection default"), "az credentials store nothing: {list}");
+    let default_login = support::with_stdin(home.keyhelper(&["login", "azure", "--stdin"]), "x");
+    assert_eq!(default_login.status.code(), Some(2), "az's own login, as before: {}", stderr(&default_login));
+    assert!(stderr(&default_login).contains("gets its secrets from its own tool"));
+
+    let get = || {
+        home.keyhelper(&["get", "sp", "--no-cache"])
+            .env("AZURE_AUTHORITY_HOST", &server.base_url)
+            .output()
+            .unwrap()
+    };
+    let missing = get();
+    assert_eq!(missing.status.code(), Some(4), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("keyhelper login azure --connection sp --stdin"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let login = support::with_stdin(
+        home.keyhelper(&["login", "azure", "--connection", "sp", "--stdin"]),
+        "sp~secret.value",
+    );
+    assert!(login.status.success(), "{}", stderr(&login));
+    let output = get();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{TOKEN}\n"));
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        "POST /contoso-tenant/oauth2/v2.0/token grant_type=client_credentials&scope=https%3A%2F%2Fmanagement.azure.com%2F.default&client_id=app-1&client_secret=sp%7Esecret.value"
+    );
+
+    let rotate = support::with_stdin(
+        home.keyhelper(&["login", "azure", "--connection", "sp", "--stdin", "--force"]),
+        "wrong",
+    );
+    assert!(rotate.status.success(), "{}", stderr(&rotate));
+    let refused = get();
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    let message = stderr(&refused);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("AADSTS7000215") && message.contains("--stdin --force"), "{message}");
+}

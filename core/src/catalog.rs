@@ -209,8 +209,8 @@ mod tests {
 
     #[test]
     fn every_bundled_manifest_parses_under_its_own_name() {
-        // Five providers with plugins of their own, eight API-key vendors on the stored-key plugin.
-        assert_eq!(bundled_manifests::BUNDLED_MANIFESTS.len(), 13);
+        // Six providers with plugins of their own, eight API-key vendors on the stored-key plugin.
+        assert_eq!(bundled_manifests::BUNDLED_MANIFESTS.len(), 14);
         for (name, text) in bundled_manifests::BUNDLED_MANIFESTS {
             let manifest = ProviderManifest::parse(text).unwrap();
             assert_eq!(manifest.name, *name, "providers/{name}.toml names itself differently");

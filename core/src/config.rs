@@ -486,7 +486,7 @@ mod tests {
         assert!(err.message.contains("did you mean `scope`?"), "{}", err.message);
         assert_eq!(
             err.hint.as_deref(),
-            Some("azure takes: client_id, method, resource, scope, subscription, tenant")
+            Some("azure takes: client_id, connection, method, resource, scope, subscription, tenant")
         );
     }
 

@@ -52,6 +52,38 @@ pub struct ProviderManifest {
     /// Options that tighten the limits on the programs the plugin runs.
     #[serde(default)]
     pub process_limits: ProcessLimitsManifest,
+    /// Which credentials use a secret stored with `keyhelper login`.
+    #[serde(default)]
+    pub login: LoginManifest,
+}
+
+/// Which of a provider's credentials use a stored secret, for a provider
+/// that has other ways to its secret too (azure's `az`, oauth2's client
+/// assertion file). `list`, `doctor` and `login` follow it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginManifest {
+    /// Options that must have these values (defaults filled in), e.g.
+    /// `{ method = "client-secret" }`.
+    #[serde(default)]
+    pub when: BTreeMap<String, String>,
+    /// Options that, when set, mean no stored secret is needed, e.g.
+    /// `["client_assertion_file"]`.
+    #[serde(default)]
+    pub unless_set: Vec<String>,
+    /// Whether `keyhelper login` without `--stdin` signs a person in with
+    /// OAuth 2.0 (a browser, or `--device`) and stores the refresh token,
+    /// using the credential's `issuer`, `client_id` and `scope`.
+    #[serde(default)]
+    pub oauth2_sign_in: bool,
+}
+
+impl LoginManifest {
+    /// Whether a credential with `options` (defaults filled in) is one that
+    /// `keyhelper login` stores a secret for, by `when`.
+    pub fn applies_to(&self, options: &BTreeMap<String, String>) -> bool {
+        self.when.iter().all(|(option, value)| options.get(option) == Some(value))
+    }
 }
 
 /// Options whose values bound a provider's commands (the `command`
@@ -154,6 +186,14 @@ impl ProviderManifest {
         toml::from_str(text).map_err(|e| toml_diagnostics::describe_parse_error(text, &e))
     }
 
+    /// Whether a credential with `options` (defaults filled in) gets its
+    /// secret from keyhelper's store (`keyhelper login`).
+    pub fn uses_stored_secret(&self, options: &BTreeMap<String, String>) -> bool {
+        self.capabilities.stored_secrets
+            && self.login.applies_to(options)
+            && !self.login.unless_set.iter().any(|option| options.get(option).is_some_and(|v| !v.is_empty()))
+    }
+
     /// The options a credential sets, with the defaults of those it does not.
     pub fn options_with_defaults(&self, set: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let mut options = set.clone();
@@ -169,6 +209,21 @@ impl ProviderManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_section_says_which_credentials_use_a_stored_secret() {
+        let manifest = ProviderManifest::parse(
+            "name='x'\ndisplay_name='X'\ndescription='d'\nplugin='x'\n[capabilities]\nstored_secrets=true\n\
+             [login]\nwhen={ method='secret' }\nunless_set=['assertion_file']\n",
+        )
+        .unwrap();
+        let options = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert!(manifest.uses_stored_secret(&options(&[("method", "secret")])));
+        assert!(!manifest.uses_stored_secret(&options(&[("method", "cli")])));
+        assert!(!manifest.uses_stored_secret(&options(&[("method", "secret"), ("assertion_file", "/t")])));
+    }
 
     #[test]
     fn unknown_manifest_keys_are_refused() {

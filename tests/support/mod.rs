@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_az;
+pub mod oidc;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -362,6 +363,8 @@ pub struct SeenRequest {
     pub path: String,
     /// Header names (lowercase) and values.
     pub headers: Vec<(String, String)>,
+    /// The body (as `content-length` gives it), as text.
+    pub body: String,
 }
 
 impl SeenRequest {
@@ -402,7 +405,17 @@ impl MockHttp {
                             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
                         }
                     }
-                    let (status, body) = respond(&SeenRequest { method, path, headers });
+                    let length = headers
+                        .iter()
+                        .find(|(k, _)| k == "content-length")
+                        .and_then(|(_, v)| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0; length];
+                    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                        return;
+                    }
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    let (status, body) = respond(&SeenRequest { method, path, headers, body });
                     let mut stream = stream;
                     let _ = write!(
                         stream,

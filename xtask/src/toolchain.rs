@@ -18,9 +18,15 @@ const PYTHON_TOOLS: &[&str] = &["awscli==1.*", "moto[server]==5.*", "openai==1.*
 /// versions of the packages above.
 const AIDER: &[&str] = &["aider-chat==0.86.*"];
 
+/// npm packages the integration tests run for real: a real OpenID Connect
+/// server (exact version: the tests' launcher uses its discovery handler).
+const NODE_TOOLS: &[&str] = &["oauth2-mock-server@8.2.3"];
+
 /// Programs the integration tests run for real, with the Debian package of each.
 const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("git", "git"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
     ("dbus-run-session", "dbus"),
     ("gnome-keyring-daemon", "gnome-keyring"),
     ("secret-tool", "libsecret-tools"),
@@ -115,6 +121,25 @@ fn ensure_venv(name: &str, packages: &[&str]) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// `target/test-tools/node`, an npm prefix with the packages the tests use;
+/// returns it.
+pub fn ensure_node_tools() -> Result<PathBuf> {
+    let prefix = workspace_root().join("target").join("test-tools").join("node");
+    let marker = prefix.join(".installed");
+    let wanted = NODE_TOOLS.join(" ");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(prefix);
+    }
+    eprintln!("xtask: installing {wanted} into {}", prefix.display());
+    std::fs::create_dir_all(&prefix)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+        .arg(&prefix)
+        .args(NODE_TOOLS))?;
+    std::fs::write(&marker, wanted)?;
+    Ok(prefix)
+}
+
 /// `cargo xtask test`: everything CI checks. `cargo xtask test -- ARGS`
 /// runs only `cargo test -p keyhelper-host ARGS` (the host and its
 /// integration tests, e.g. `--test cache`) after the same preparation and
@@ -124,6 +149,7 @@ pub fn test(args: &[String]) -> Result<()> {
     ensure_system_tools()?;
     let tools = ensure_python_tools()?;
     let aider = ensure_aider()?;
+    let node = ensure_node_tools()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace_root();
     run(Command::new(&cargo).current_dir(&root).args(["fmt", "--all", "--check"]))?;
@@ -158,6 +184,7 @@ pub fn test(args: &[String]) -> Result<()> {
         .current_dir(&root)
         .env("KEYHELPER_TEST_TOOLS", &tools)
         .env("KEYHELPER_TEST_AIDER", &aider)
+        .env("KEYHELPER_TEST_NODE", &node)
         .args(["test", "--package", "keyhelper-host"])
         .args(shipped.cargo_args())
         .args(&extra))?;

@@ -5,8 +5,8 @@
 //! keyhelper's place, forwarding stop signals, the detached background
 //! renewer and the claim it inherits, finding and running a provider's
 //! command bound to keyhelper's life and killing whatever it started, the
-//! variables a program needs, the OS keyring, and keeping secrets out of
-//! crash dumps. `unix/` implements it for Linux and macOS, `windows/` for
+//! variables a program needs, the OS keyring, opening the browser, and
+//! keeping secrets out of crash dumps. `unix/` implements it for Linux and macOS, `windows/` for
 //! Windows.
 
 pub mod process;
@@ -26,10 +26,10 @@ use self::os::run_child;
 #[cfg(feature = "async")]
 pub use self::os::stop_requested;
 pub use self::os::{
-    BASE_CHILD_ENV, KEYRING_NAME, claim_from_environment, create_private_dir, exit_code, find_executable,
-    forbid_core_dumps, forward_stop_signals_to, hand_over, keyring_may_answer, open_private, original_args,
-    prepare_bare_process, process_is_running, same_file, spawn_renewer, sync_dir, verify_owned,
-    verify_private,
+    BASE_CHILD_ENV, KEYRING_NAME, URL_OPENER, claim_from_environment, create_private_dir, exit_code,
+    find_executable, forbid_core_dumps, forward_stop_signals_to, hand_over, keyring_may_answer, open_private,
+    original_args, prepare_bare_process, process_is_running, same_file, spawn_renewer, sync_dir,
+    verify_owned, verify_private,
 };
 
 /// Which permissions a file keyhelper relies on may give others.

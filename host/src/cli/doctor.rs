@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::status::describe_expiry;
 use crate::environment::Environment;
-use crate::store::{SecretId, SecretStore};
+use crate::store::SecretStore;
 
 /// How long a sign-in probe may take, and how much it may print.
 const PROBE_LIMITS: process::ProcessLimits =
@@ -189,14 +189,17 @@ fn check_credential(
             checks.push(run_probe(credential, program, probe_args, &shown));
         }
     }
-    if credential.granted.stored_secrets {
+    if credential.granted.stored_secrets && credential.manifest.uses_stored_secret(&credential.options) {
         let connection = credential.options.get("connection").map_or("default", String::as_str);
         let login = if connection == "default" {
             format!("keyhelper login {provider}")
         } else {
             format!("keyhelper login {provider} --connection {connection}")
         };
-        checks.push(match store.get(&SecretId::new(provider, connection)) {
+        let stored = store.list().map(|ids| {
+            ids.into_iter().find(|(id, _)| id.provider == *provider && id.connection == connection)
+        });
+        checks.push(match stored {
             Ok(Some(_)) => check(
                 "stored",
                 Some(true),

@@ -10,7 +10,6 @@ use serde_json::json;
 
 use super::status::{cached_json, describe_expiry, describe_renewal};
 use crate::environment::Environment;
-use crate::store::SecretId;
 
 /// Runs `list`.
 pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
@@ -20,8 +19,12 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
     let cache = env.cache();
     let cached = cache.as_ref().map(|cache| cache.entries()).unwrap_or_default();
     let now = unix_now();
+    // A connection's main secret, or any named one (an OAuth refresh token).
     let is_stored = |provider: &str, connection: &str| {
-        stored.iter().find(|(id, _)| *id == SecretId::new(provider, connection)).map(|(_, backend)| *backend)
+        stored
+            .iter()
+            .find(|(id, _)| id.provider == provider && id.connection == connection)
+            .map(|(_, backend)| *backend)
     };
     let mut out = String::new();
     let mut rows = Vec::new();
@@ -32,7 +35,7 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
     }
     for (name, credential) in &config.credentials {
         let manifest = env.catalog.get(&credential.provider).expect("config checks provider names");
-        let state = if manifest.capabilities.stored_secrets {
+        let state = if manifest.uses_stored_secret(&manifest.options_with_defaults(&credential.options)) {
             let connection = credential.options.get("connection").map_or("default", String::as_str);
             match is_stored(&manifest.name, connection) {
                 Some(backend) => format!("secret stored ({backend}, connection '{connection}')"),
@@ -42,7 +45,7 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
                 ),
             }
         } else {
-            format!("from the {} tool", manifest.display_name)
+            format!("from {}", manifest.display_name)
         };
         let found = cached.iter().find(|(_, cached)| cached.name == *name);
         rows.push(json!({
@@ -80,7 +83,8 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
         let document = json!({
             "credentials": rows,
             "stored_secrets": stored.iter().map(|(id, backend)| json!({
-                "provider": id.provider, "connection": id.connection, "backend": backend.to_string(),
+                "provider": id.provider, "connection": id.connection, "name": id.name,
+                "backend": backend.to_string(),
             })).collect::<Vec<_>>(),
             "own_manifests": own.iter().map(|(provider, path, overrides, granted)| json!({
                 "provider": provider, "path": path, "overrides_bundled": overrides, "granted": granted,
@@ -112,7 +116,11 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
     if !stored.is_empty() {
         out.push_str(&format!("\n{:<24} {:<22} {}\n", "STORED SECRET", "PROVIDER", "BACKEND"));
         for (id, backend) in &stored {
-            out.push_str(&format!("{:<24} {:<22} {backend}\n", id.connection, id.provider));
+            let name = match &id.name {
+                Some(name) => format!("{} ({name})", id.connection),
+                None => id.connection.clone(),
+            };
+            out.push_str(&format!("{name:<24} {:<22} {backend}\n", id.provider));
         }
     }
     print!("{out}");

@@ -12,9 +12,10 @@ use keyhelper_core::manifest::ProviderManifest;
 use keyhelper_core::resolve::{DEFAULT_FAILOVER_AFTER, ResolvedCredential};
 use keyhelper_core::suggest::did_you_mean;
 
+use super::sign_in::SignIn;
 use crate::environment::Environment;
 use crate::runtime::outcome::Verdict;
-use crate::store::SecretId;
+use crate::store::{SecretId, SecretStore};
 
 /// The connection used when none is named.
 const DEFAULT_CONNECTION: &str = "default";
@@ -36,6 +37,13 @@ pub struct LoginArgs {
     /// Also check the secret live with the service before storing it.
     #[arg(long)]
     pub verify: bool,
+    /// oauth2: sign in with a code entered on another device (RFC 8628)
+    /// instead of this machine's browser.
+    #[arg(long, conflicts_with_all = ["stdin", "refresh_token"])]
+    pub device: bool,
+    /// oauth2: the secret given is a refresh token, not the client secret.
+    #[arg(long)]
+    pub refresh_token: bool,
 }
 
 /// Arguments of `keyhelper logout`.
@@ -48,12 +56,36 @@ pub struct LogoutArgs {
     pub connection: String,
 }
 
+/// The name a connection's OAuth refresh token is stored under.
+const REFRESH_TOKEN: &str = "refresh_token";
+
 /// Runs `login`.
 pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
     let config = env.config()?;
     let manifest = storing_provider(env, &args.provider)?;
     let store = env.store(&config)?;
-    let id = SecretId::new(&manifest.name, &args.connection);
+    let granted = env.catalog.granted(&manifest.name).expect("the provider exists");
+    let credential = credential_for_connection(&config, manifest, granted, &args.connection);
+    if !manifest.login.applies_to(&credential.options) {
+        return Err(own_tool(&manifest.name)
+            .hint("configure the credential first: only some of its methods use a stored secret (see `keyhelper providers`)"));
+    }
+    let connection = SecretId::new(&manifest.name, &args.connection);
+    let sign_in = manifest.login.oauth2_sign_in;
+    if (args.device || args.refresh_token) && !sign_in {
+        return Err(Failure::new(
+            ExitClass::Usage,
+            format!(
+                "--device and --refresh-token are for OAuth sign-in; provider '{}' has none",
+                manifest.name
+            ),
+        )
+        .hint("drop the option"));
+    }
+    if sign_in && !args.stdin && !args.refresh_token {
+        return sign_in_and_store(env, &store, &credential, &connection, args.device);
+    }
+    let id = if args.refresh_token { connection.named(REFRESH_TOKEN) } else { connection };
     if !args.force && store.get(&id)?.is_some() {
         return Err(Failure::new(
             ExitClass::Usage,
@@ -61,8 +93,6 @@ pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
         )
         .hint("add --force to replace (rotate) it, or choose another --connection"));
     }
-    let granted = env.catalog.granted(&manifest.name).expect("the provider exists");
-    let credential = credential_for_connection(&config, manifest, granted, &args.connection);
     let fetcher = env.fetcher(&config)?;
     let mut secret = read_secret(manifest, &args.connection, args.stdin)?;
     // At a terminal, a paste that fails the format check is asked for again.
@@ -97,9 +127,36 @@ pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
     let backend = store.set(&id, &secret)?;
     forget_cached(env, &manifest.name);
     eprintln!(
-        "keyhelper: stored the {} secret for connection '{}' in {}",
+        "keyhelper: stored the {} {} for connection '{}' in {}",
         manifest.name,
+        if args.refresh_token { "refresh token" } else { "secret" },
         args.connection,
+        store.describe(backend)
+    );
+    Ok(())
+}
+
+/// Signs a person in with OAuth 2.0 and stores the refresh token.
+fn sign_in_and_store(
+    env: &Environment,
+    store: &SecretStore,
+    credential: &ResolvedCredential<'_>,
+    connection: &SecretId,
+    device: bool,
+) -> Result<(), Failure> {
+    let client_secret = store.get(connection)?;
+    let sign_in = SignIn {
+        credential: &credential.name,
+        options: &credential.options,
+        client_secret: client_secret.as_ref(),
+    };
+    let refresh_token = sign_in.run(device)?;
+    let backend = store.set(&connection.named(REFRESH_TOKEN), &refresh_token)?;
+    forget_cached(env, &connection.provider);
+    eprintln!(
+        "keyhelper: signed in; stored the refresh token of {} connection '{}' in {}",
+        connection.provider,
+        connection.connection,
         store.describe(backend)
     );
     Ok(())
@@ -147,13 +204,18 @@ fn storing_provider<'a>(env: &'a Environment, name: &str) -> Result<&'a Provider
         .hint("`keyhelper providers` lists the providers")
     })?;
     if !manifest.capabilities.stored_secrets {
-        return Err(Failure::new(
-            ExitClass::Usage,
-            format!("provider '{name}' gets its secrets from its own tool; keyhelper stores nothing for it"),
-        )
-        .hint("sign in with that tool instead (e.g. `az login`, `op signin`, `aws sso login`)"));
+        return Err(own_tool(name)
+            .hint("sign in with that tool instead (e.g. `az login`, `op signin`, `aws sso login`)"));
     }
     Ok(manifest)
+}
+
+/// The error for a provider that keeps no secret in keyhelper's store.
+fn own_tool(name: &str) -> Failure {
+    Failure::new(
+        ExitClass::Usage,
+        format!("provider '{name}' gets its secrets from its own tool; keyhelper stores nothing for it"),
+    )
 }
 
 /// The options of the configured credential that uses this connection (its

@@ -18,6 +18,7 @@ mod proxy;
 mod renew;
 mod run;
 mod secret_env;
+mod sign_in;
 mod status;
 mod validate;
 

@@ -345,6 +345,37 @@ mod tests {
     }
 
     #[test]
+    fn origin_placeholders_confine_a_pattern_to_the_options_host() {
+        let options =
+            BTreeMap::from([("issuer".to_string(), "https://IdP.example.com:8443/realms/ai/".to_string())]);
+        assert_eq!(
+            fill_placeholders("{origin:issuer}/*", &options, &[]),
+            Some("https://idp.example.com:8443/*".to_string())
+        );
+        let declared = Capabilities { http: vec!["{origin:issuer}/*".into()], ..Capabilities::default() };
+        let g = CapabilityGrant::new(&declared, &declared, &options);
+        assert!(g.check_url("https://idp.example.com:8443/realms/ai/protocol/openid-connect/token").is_ok());
+        assert!(g.check_url("https://idp.example.com/token").is_err(), "another port is another origin");
+        assert!(g.check_url("https://idp.example.com:8443.evil.com/token").is_err());
+        let not_a_url = BTreeMap::from([("issuer".to_string(), "idp.example.com".to_string())]);
+        assert_eq!(fill_placeholders("{origin:issuer}/*", &not_a_url, &[]), None);
+    }
+
+    #[test]
+    fn files_are_granted_by_exact_path_with_placeholders_filled() {
+        let declared = Capabilities { files: vec!["{token_file}".into()], ..Capabilities::default() };
+        let options = BTreeMap::from([("token_file".to_string(), "/run/secrets/token".to_string())]);
+        let g = CapabilityGrant::new(&declared, &declared, &options);
+        assert!(g.check_file("/run/secrets/token").is_ok());
+        assert!(g.check_file("/run/secrets/../secrets/token").is_err());
+        assert!(g.check_file("/etc/passwd").is_err());
+        let unset = CapabilityGrant::new(&declared, &declared, &BTreeMap::new());
+        assert!(unset.check_file("").is_err() && unset.check_file("{token_file}").is_err());
+        let ungranted = CapabilityGrant::new(&declared, &Capabilities::default(), &options);
+        assert!(ungranted.check_file("/run/secrets/token").is_err());
+    }
+
+    #[test]
     fn single_star_matches_exactly_one_plain_argument() {
         let pattern = args(&["read", "*"]);
         assert!(positional_match(&pattern, &["read", "op://a/b/c"]));

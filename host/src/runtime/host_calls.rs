@@ -267,7 +267,7 @@ impl PluginState {
 
 /// `Ok` if `name` may name a secret of a connection.
 fn checked_name(name: &str) -> Result<(), String> {
-    if crate::store::SecretId::is_valid_name(name) {
+    if super::sandbox::is_valid_secret_name(name) {
         Ok(())
     } else {
         Err(format!("`{name}` is not a valid secret name (lowercase letters, digits and _, at most 64)"))

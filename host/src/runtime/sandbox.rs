@@ -52,6 +52,13 @@ impl Default for Limits {
     }
 }
 
+/// Whether `name` may name one of a connection's secrets besides its main
+/// one: 1 to 64 lowercase letters, digits and `_`.
+pub fn is_valid_secret_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Reads secrets stored with `keyhelper login`, and saves the named secrets a
 /// plugin keeps (a rotated refresh token), on behalf of a plugin.
 pub trait StoredSecrets: Send + Sync {

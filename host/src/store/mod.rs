@@ -19,7 +19,7 @@ use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::private_fs::{self, Durability};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::sandbox::StoredSecrets;
+use crate::runtime::sandbox::{StoredSecrets, is_valid_secret_name};
 
 /// Which stored secret: a provider, a connection name, and which of the
 /// connection's secrets — its main one (the key `keyhelper login` stores), or
@@ -45,17 +45,10 @@ impl SecretId {
         Self { name: Some(name.into()), ..self.clone() }
     }
 
-    /// Whether `name` may name a secret: 1 to 64 lowercase letters, digits
-    /// and `_`.
-    pub fn is_valid_name(name: &str) -> bool {
-        (1..=64).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    }
-
     fn parse(text: &str) -> Option<Self> {
         let (provider, connection) = text.split_once('/')?;
         match connection.rsplit_once('#') {
-            Some((connection, name)) if Self::is_valid_name(name) => {
+            Some((connection, name)) if is_valid_secret_name(name) => {
                 Some(Self::new(provider, connection).named(name))
             }
             _ => Some(Self::new(provider, connection)),

@@ -1,11 +1,15 @@
-//! Azure AD access tokens, from the Azure CLI (`az account get-access-token`,
-//! the default) or, where there is no `az login` (VMs, App Service, Container
-//! Apps), from the machine's managed identity (`method = "managed-identity"`).
+//! Azure AD (Entra ID) access tokens, from the Azure CLI (`az account
+//! get-access-token`, the default) or, where there is no `az login`: from the
+//! machine's managed identity (`method = "managed-identity"`: VMs, App
+//! Service, Container Apps), a workload identity's federated token
+//! (`method = "workload-identity"`: AKS, GitHub Actions) or a service
+//! principal's stored secret (`method = "client-secret"`).
 //!
 //! With `az`, the user signs in once with `az login`; this provider asks `az`
 //! for a token for the configured scope and reports its real expiry
 //! (`expires_on`), so the host can cache it and refresh it ahead of time.
 
+mod entra;
 mod managed_identity;
 
 use keyhelper_plugin::{Command, Credential, HostError, PluginInfo, Provider, ProviderError, Request};
@@ -26,19 +30,22 @@ impl Provider for AzureCli {
             .option("resource", "Azure resource URI, for APIs that want a resource instead of a scope", None, false)
             .option("tenant", "Tenant ID or domain to get the token from", None, false)
             .option("subscription", "Subscription whose tenant issues the token", None, false)
-            .option("method", "Where the token comes from: `az` (the Azure CLI) or `managed-identity` (the VM's or App Service's identity)", Some("az"), false)
-            .option("client_id", "Client ID of a user-assigned managed identity (method = \"managed-identity\")", None, false)
+            .option("method", "Where the token comes from: `az` (the Azure CLI), `managed-identity`, `workload-identity` or `client-secret`", Some("az"), false)
+            .option("client_id", "Client ID: of a user-assigned managed identity, or the application of a workload identity or client secret", None, false)
+            .option("connection", "Name of the stored client secret (method = \"client-secret\": `keyhelper login azure --connection NAME`)", Some("default"), false)
     }
 
     fn fetch(request: &Request) -> Result<Credential, ProviderError> {
         match request.option("method").unwrap_or("az") {
             "az" => fetch_from_az(request),
             "managed-identity" => managed_identity::fetch(request),
+            "workload-identity" => entra::workload_identity(request),
+            "client-secret" => entra::client_secret(request),
             other => Err(ProviderError::invalid_config(format!(
                 "credential '{}' has method = \"{other}\", which the azure provider does not know",
                 request.credential
             ))
-            .hint("use method = \"az\" (the Azure CLI) or method = \"managed-identity\"")),
+            .hint("use method = \"az\", \"managed-identity\", \"workload-identity\" or \"client-secret\"")),
         }
     }
 }

@@ -258,6 +258,11 @@ impl HttpRequest {
         Self { method: "GET".into(), url: url.into(), headers: Vec::new(), body: None }
     }
 
+    /// A POST request carrying `body`, with no headers.
+    pub fn post(url: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Self { method: "POST".into(), url: url.into(), headers: Vec::new(), body: Some(body.into()) }
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));

@@ -36,6 +36,7 @@
 //! capabilities in the provider's manifest and the user's grant.
 
 mod builders;
+pub mod oauth2;
 
 #[doc(hidden)]
 pub mod bindings {

@@ -30,6 +30,15 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// The program that opens a URL in the user's default browser, and the
+/// arguments before the URL.
+#[cfg(target_os = "macos")]
+pub const URL_OPENER: (&str, &[&str]) = ("open", &[]);
+/// The program that opens a URL in the user's default browser, and the
+/// arguments before the URL.
+#[cfg(not(target_os = "macos"))]
+pub const URL_OPENER: (&str, &[&str]) = ("xdg-open", &[]);
+
 /// Starts `program args…` detached: stdio closed, its own session (so signals
 /// to the caller's process group or terminal never reach it), reparented to
 /// init at once (the intermediate child exits immediately and is reaped

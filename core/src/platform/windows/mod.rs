@@ -27,6 +27,10 @@ pub use self::exec::{exit_code, forward_stop_signals_to, hand_over, original_arg
 pub use self::fs::{create_private_dir, open_private, same_file, sync_dir, verify_owned, verify_private};
 pub use self::process::run_child;
 
+/// The program that opens a URL in the user's default browser, and the
+/// arguments before the URL (no shell: `cmd /c start` would parse the URL).
+pub const URL_OPENER: (&str, &[&str]) = ("rundll32", &["url.dll,FileProtocolHandler"]);
+
 /// The variables every program keyhelper runs gets from keyhelper's own
 /// environment, besides those its grant names: without `SystemRoot` and
 /// `ComSpec` a `.cmd` (such as `az.cmd`) cannot run, without `PATHEXT` it
