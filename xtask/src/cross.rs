@@ -5,7 +5,9 @@
 //!   a bad config's error, a stored OpenAI key (in the encrypted file and in
 //!   the Windows Credential Manager), and an Azure token through a fake
 //!   `az.cmd` (found through `PATHEXT`, run through `cmd.exe`): fetched once,
-//!   then served from the cache.
+//!   then served from the cache; git's, Docker's and kubectl's helper
+//!   protocols; `run --env`; and the long-running parts (`wine_sessions`):
+//!   the proxy, and a renewal in the background.
 //! - macOS: `cargo clippy --target aarch64-apple-darwin -D warnings`. There
 //!   is no macOS SDK here: the C that crates compile (ring) is type-checked
 //!   against the stub headers in `.ci/macos-stubs`.
@@ -80,6 +82,8 @@ pub fn test_windows() -> Result<()> {
     stored_key(&wine, "file")?;
     stored_key(&wine, "keyring")?;
     azure_through_az_cmd(&wine)?;
+    crate::wine_sessions::background_renewal(&wine)?;
+    crate::wine_sessions::proxy(&wine)?;
     eprintln!("xtask: Windows executables pass under Wine");
     Ok(())
 }
@@ -109,10 +113,10 @@ fn build_prng_stand_in(bin: &Path) -> Result<()> {
 }
 
 /// Wine with a prefix of its own, running the executables in `bin`.
-struct Wine {
-    bin: PathBuf,
+pub(crate) struct Wine {
+    pub(crate) bin: PathBuf,
     /// The Wine prefix and the test's files.
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Wine {
@@ -128,7 +132,7 @@ impl Wine {
     }
 
     /// `program args…` under Wine, with the test's `bin` on the Windows PATH.
-    fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut command = Command::new(WINE);
         command.arg(program).envs(self.environment()).env_remove("KEYHELPER_CONFIG").stdin(Stdio::null());
         command
@@ -146,7 +150,7 @@ impl Wine {
     }
 
     /// `keyhelper.exe args…` with `config`, feeding it `stdin`.
-    fn keyhelper(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+    pub(crate) fn keyhelper(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         let exe = self.bin.join("keyhelper.exe");
         let mut command = self.command(&exe.to_string_lossy());
         command.args(args).env("KEYHELPER_CONFIG", windows_path(config));
@@ -163,23 +167,31 @@ impl Wine {
         Ok(output)
     }
 
-    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
+    pub(crate) fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
         let path = self.dir.join(name);
         std::fs::write(&path, text)?;
         Ok(path)
     }
+
+    /// Stops every process of the prefix (a proxy, a renewer) with
+    /// `wineserver -k`, so no pipe of theirs stays open.
+    pub(crate) fn stop_all(&self) -> Result<()> {
+        let status = Command::new("wineserver").arg("-k").envs(self.environment()).status()?;
+        ensure!(status.success() || status.code() == Some(1), "wineserver -k failed: {status}");
+        Ok(())
+    }
 }
 
 /// The Windows name Wine gives a Unix path (drive Z: is `/`).
-fn windows_path(path: &Path) -> String {
+pub(crate) fn windows_path(path: &Path) -> String {
     format!("Z:{}", path.display()).replace('/', "\\")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

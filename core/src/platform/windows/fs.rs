@@ -148,3 +148,71 @@ fn current_user_sid() -> std::io::Result<String> {
     unsafe { LocalFree(text.cast()) };
     Ok(sid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use windows_sys::Win32::Security::Authorization::ConvertSecurityDescriptorToStringSecurityDescriptorW;
+    use windows_sys::Win32::Security::GetFileSecurityW;
+
+    /// The DACL of `path` as SDDL (`D:P(A;…)`), read back from the file system.
+    fn dacl_of(path: &Path) -> String {
+        let name: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+        let mut buffer = [0u64; 512];
+        let mut needed = 0u32;
+        // SAFETY: `name` is NUL-terminated; the buffer is writable for its size.
+        let ok = unsafe {
+            GetFileSecurityW(
+                name.as_ptr(),
+                DACL_SECURITY_INFORMATION,
+                buffer.as_mut_ptr().cast(),
+                size_of_val(&buffer) as u32,
+                &mut needed,
+            )
+        };
+        assert_ne!(ok, 0, "GetFileSecurityW: {}", std::io::Error::last_os_error());
+        let mut text: windows_sys::core::PWSTR = std::ptr::null_mut();
+        // SAFETY: the buffer holds the descriptor just read; `text` receives a
+        // LocalAlloc'd NUL-terminated string, freed below.
+        let ok = unsafe {
+            ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                buffer.as_mut_ptr().cast(),
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &mut text,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_ne!(ok, 0, "converting the descriptor: {}", std::io::Error::last_os_error());
+        // SAFETY: `text` is NUL-terminated.
+        let length = unsafe { (0..).take_while(|&i| *text.add(i) != 0).count() };
+        // SAFETY: `length` u16s are readable at `text`.
+        let sddl = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, length) });
+        // SAFETY: frees what the conversion allocated.
+        unsafe { LocalFree(text.cast()) };
+        sddl
+    }
+
+    #[test]
+    fn a_private_directory_lets_no_one_but_its_owner_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("secrets");
+        create_private_dir(&private).unwrap();
+        let sid = current_user_sid().unwrap();
+        assert!(sid.starts_with("S-1-5-"), "{sid}");
+        // Windows reads back `D:P(A;OICI;FA;;;<sid>)`: full access for the
+        // owner, inherited by files and subdirectories, nothing inherited
+        // from above. Wine keeps permissions as Unix modes and reads back
+        // what they allow, adding SYSTEM (`SY`); a plain directory there also
+        // lets everyone (`WD`) read. Either way: no one but the owner (and
+        // the OS itself).
+        let dacl = dacl_of(&private);
+        let body = dacl.strip_prefix("D:").unwrap_or_default().trim_start_matches('P');
+        let aces: Vec<&str> = body.trim_start_matches('(').trim_end_matches(')').split(")(").collect();
+        assert!(aces.contains(&format!("A;OICI;FA;;;{sid}").as_str()), "{dacl}");
+        assert!(
+            aces.iter().all(|ace| ace.ends_with(&format!(";;;{sid}")) || ace.ends_with(";;;SY")),
+            "{dacl}"
+        );
+    }
+}
