@@ -36,3 +36,4 @@ pub mod sealed;
 pub mod sources;
 pub mod suggest;
 pub mod toml_diagnostics;
+pub mod zero_on_free;

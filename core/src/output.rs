@@ -184,11 +184,12 @@ fn aws_credential_process(credential: &Credential) -> Result<String, Failure> {
     Ok(Value::Object(out).to_string())
 }
 
-/// Writes the rendered credential to stdout in one write.
+/// Writes the rendered credential to stdout, straight to the descriptor:
+/// std's stdout buffer would keep a copy of it.
 pub fn print(text: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()
+    stdout.flush()?;
+    crate::platform::write_to_stdout(text.as_bytes())
 }
 
 #[cfg(test)]

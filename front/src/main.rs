@@ -22,7 +22,12 @@ use std::process::Command;
 
 use keyhelper_core::failure::ExitClass;
 use keyhelper_core::invocation::{full_executable, invoked_as_docker_helper};
+use keyhelper_core::zero_on_free::ZeroOnFree;
 use keyhelper_core::{fast_get, platform};
+
+/// Every heap block is zeroed when freed.
+#[global_allocator]
+static ALLOCATOR: ZeroOnFree<std::alloc::System> = ZeroOnFree(std::alloc::System);
 
 /// The process's entry point, called by the C runtime (std's arguments and
 /// environment work as usual).

@@ -1,6 +1,12 @@
 //! The `keyhelper-full` executable: the complete program, which the small
 //! `keyhelper` executable runs for everything but a cache hit.
 
+use keyhelper_core::zero_on_free::ZeroOnFree;
+
+/// Every heap block is zeroed when freed, the libraries' included.
+#[global_allocator]
+static ALLOCATOR: ZeroOnFree<std::alloc::System> = ZeroOnFree(std::alloc::System);
+
 fn main() -> std::process::ExitCode {
     keyhelper_host::cli::main()
 }

@@ -29,7 +29,7 @@ pub use self::os::{
     BASE_CHILD_ENV, KEYRING_NAME, URL_OPENER, claim_from_environment, create_private_dir, exit_code,
     find_executable, forbid_core_dumps, forward_stop_signals_to, hand_over, keyring_may_answer, open_private,
     original_args, prepare_bare_process, process_is_running, same_file, spawn_renewer, sync_dir,
-    verify_owned, verify_private,
+    verify_owned, verify_private, write_to_stdout,
 };
 
 /// Which permissions a file keyhelper relies on may give others.

@@ -44,9 +44,12 @@ pub fn run(env: &Environment, action: &str) -> ExitCode {
         let _ = std::io::stdin().read_to_string(&mut input);
     }
     match respond(env, action, input.trim()) {
-        Ok(reply) => {
-            println!("{}", reply.as_str());
-            ExitCode::SUCCESS
+        Ok(mut reply) => {
+            reply.push('\n');
+            match keyhelper_core::output::print(&reply) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(1),
+            }
         }
         Err(failure) => {
             println!("{failure}");

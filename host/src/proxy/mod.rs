@@ -297,6 +297,7 @@ async fn serve_connections(
     header_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    tokio::spawn(keep_a_timer_due_before(header_timeout));
     while let Some(Handed { stream, slot }) = handed.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let _ = stream.set_nodelay(true);
@@ -320,6 +321,19 @@ async fn serve_connections(
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         eprintln!("keyhelper: requests still running after {}s were cut off", SHUTDOWN_GRACE.as_secs());
+    }
+}
+
+/// Keeps a timer pending on this worker's runtime that is always due before
+/// any header timeout. tokio wakes its driver (a write to an eventfd: a
+/// syscall, and a wake-up) whenever a new timer is due before every pending
+/// one, and hyper arms a header timer for each request; without an earlier
+/// timer pending, every request of an otherwise idle worker paid that write.
+/// This one wakes the worker once per half header timeout instead.
+async fn keep_a_timer_due_before(header_timeout: Duration) {
+    let period = (header_timeout / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
     }
 }
 

@@ -30,6 +30,18 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Writes `bytes` to standard output directly, without passing through a
+/// buffer that would keep a copy (std's stdout keeps one for output without
+/// a final newline).
+pub fn write_to_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    // SAFETY: descriptor 1 stays open for the life of the process
+    // (`prepare_bare_process` makes sure it is open); ManuallyDrop keeps this
+    // File from closing it.
+    let stdout = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+    (&*stdout).write_all(bytes)
+}
+
 /// The program that opens a URL in the user's default browser, and the
 /// arguments before the URL.
 #[cfg(target_os = "macos")]

@@ -27,6 +27,24 @@ pub use self::exec::{exit_code, forward_stop_signals_to, hand_over, original_arg
 pub use self::fs::{create_private_dir, open_private, same_file, sync_dir, verify_owned, verify_private};
 pub use self::process::run_child;
 
+/// Writes `bytes` to standard output directly, without passing through a
+/// buffer that would keep a copy (std's stdout keeps one for output without
+/// a final newline).
+pub fn write_to_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::windows::io::FromRawHandle;
+    use windows_sys::Win32::System::Console::{GetStdHandle, STD_OUTPUT_HANDLE};
+    // SAFETY: GetStdHandle has no preconditions.
+    let handle = unsafe { GetStdHandle(STD_OUTPUT_HANDLE) };
+    if handle.is_null() || handle == windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE {
+        return Err(std::io::Error::other("no standard output"));
+    }
+    // SAFETY: the process's standard output handle stays open for its life;
+    // ManuallyDrop keeps this File from closing it.
+    let stdout = std::mem::ManuallyDrop::new(unsafe { File::from_raw_handle(handle) });
+    (&*stdout).write_all(bytes)
+}
+
 /// The program that opens a URL in the user's default browser, and the
 /// arguments before the URL (no shell: `cmd /c start` would parse the URL).
 pub const URL_OPENER: (&str, &[&str]) = ("rundll32", &["url.dll,FileProtocolHandler"]);
