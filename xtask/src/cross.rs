@@ -12,22 +12,20 @@
 //!   is no macOS SDK here: the C that crates compile (ring) is type-checked
 //!   against the stub headers in `.ci/macos-stubs`.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::shipped::run;
+use crate::wine::{WINE, Wine, stderr, stdout, windows_path};
 use crate::workspace_root;
 
 /// The Windows target the executables are cross-built for.
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 /// The macOS target the host is linted for.
 pub const MACOS_TARGET: &str = "aarch64-apple-darwin";
-/// Where Debian's `wine64` package puts Wine.
-const WINE: &str = "/usr/lib/wine/wine64";
 /// The packages these checks need, by the program each provides.
 pub const CROSS_TOOLS: &[(&str, &str)] =
     &[("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"), (WINE, "wine64"), ("clang", "clang")];
@@ -110,89 +108,6 @@ fn build_prng_stand_in(bin: &Path) -> Result<()> {
         .arg(bin.join("bcryptprimitives.dll"))
         .arg(source)
         .arg("-ladvapi32"))
-}
-
-/// Wine with a prefix of its own, running the executables in `bin`.
-pub(crate) struct Wine {
-    pub(crate) bin: PathBuf,
-    /// The Wine prefix and the test's files.
-    pub(crate) dir: PathBuf,
-}
-
-impl Wine {
-    fn new(bin: &Path) -> Result<Self> {
-        let dir = workspace_root().join("target").join("wine-test");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("bin"))?;
-        let wine = Self { bin: bin.to_path_buf(), dir };
-        // Creating the prefix takes a while; do it before anything is timed.
-        let boot = wine.command("wineboot").arg("--init").output().context("running wine")?;
-        ensure!(boot.status.success(), "wineboot failed: {}", String::from_utf8_lossy(&boot.stderr));
-        Ok(wine)
-    }
-
-    /// `program args…` under Wine, with the test's `bin` on the Windows PATH.
-    pub(crate) fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(WINE);
-        command.arg(program).envs(self.environment()).env_remove("KEYHELPER_CONFIG").stdin(Stdio::null());
-        command
-    }
-
-    /// Wine's settings: the prefix, quiet, the stand-in DLL before Wine's
-    /// own (and no .NET or Gecko to install), and the test's `bin` on PATH.
-    fn environment(&self) -> [(&'static str, OsString); 4] {
-        [
-            ("WINEPREFIX", self.dir.join("prefix").into()),
-            ("WINEDEBUG", "-all".into()),
-            ("WINEDLLOVERRIDES", "bcryptprimitives=n;mscoree,mshtml=".into()),
-            ("WINEPATH", windows_path(&self.dir.join("bin")).into()),
-        ]
-    }
-
-    /// `keyhelper.exe args…` with `config`, feeding it `stdin`.
-    pub(crate) fn keyhelper(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let exe = self.bin.join("keyhelper.exe");
-        let mut command = self.command(&exe.to_string_lossy());
-        command.args(args).env("KEYHELPER_CONFIG", windows_path(config));
-        let output = match stdin {
-            None => command.output()?,
-            Some(text) => {
-                use std::io::Write;
-                let mut child =
-                    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-                child.stdin.take().expect("piped").write_all(text.as_bytes())?;
-                child.wait_with_output()?
-            }
-        };
-        Ok(output)
-    }
-
-    pub(crate) fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text)?;
-        Ok(path)
-    }
-
-    /// Stops every process of the prefix (a proxy, a renewer) with
-    /// `wineserver -k`, so no pipe of theirs stays open.
-    pub(crate) fn stop_all(&self) -> Result<()> {
-        let status = Command::new("wineserver").arg("-k").envs(self.environment()).status()?;
-        ensure!(status.success() || status.code() == Some(1), "wineserver -k failed: {status}");
-        Ok(())
-    }
-}
-
-/// The Windows name Wine gives a Unix path (drive Z: is `/`).
-pub(crate) fn windows_path(path: &Path) -> String {
-    format!("Z:{}", path.display()).replace('/', "\\")
-}
-
-pub(crate) fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub(crate) fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn version(wine: &Wine) -> Result<()> {

@@ -25,6 +25,7 @@ mod proxy_bench;
 mod session_bench;
 mod shipped;
 mod toolchain;
+mod wine;
 mod wine_sessions;
 
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::cross::{Wine, stderr, stdout, windows_path};
+use crate::wine::{Wine, stderr, stdout, windows_path};
 
 /// Lifetime of the first token: its refresh window is half of it (20 s), its
 /// floor half of that (10 s), so a `get` 22 s after the fetch is inside the
