@@ -19,7 +19,7 @@ use keyhelper_core::credential::{Credential, Secret};
 use keyhelper_core::manifest::ProviderManifest;
 use keyhelper_host::runtime::capability::CapabilityGrant;
 use keyhelper_host::runtime::outcome::FailureKind;
-use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use keyhelper_host::runtime::sandbox::{CallContext, ConnectionGuard, Limits, StoredSecrets};
 use keyhelper_host::runtime::{
     CallRequest, IntegrityCheck, LoadedPlugin, PluginError, PluginRuntime, PluginSource,
 };
@@ -35,6 +35,9 @@ impl StoredSecrets for FixtureSecrets {
             .then(|| Secret::new(STORED_SECRET)))
     }
     fn save(&self, _: &str, _: &str, _: &str, _: &Secret) -> anyhow::Result<()> {
+        anyhow::bail!("the hostile plugin is never granted save_secrets")
+    }
+    fn lock_connection(&self, _: &str, _: &str) -> anyhow::Result<ConnectionGuard> {
         anyhow::bail!("the hostile plugin is never granted save_secrets")
     }
 }
@@ -283,6 +286,18 @@ fn reading_a_file_is_limited_to_the_one_granted_path() {
     );
     // No option, no file: the placeholder allows nothing.
     assert_denied(attack_with("read-undeclared-file", &[("target", granted)]), "is not a granted capability");
+    // A FIFO (or a device) is refused at once instead of blocking the call.
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = fifo.to_str().unwrap();
+    let started = Instant::now();
+    match attack_with("read-declared-file", &[("granted_file", fifo), ("target", fifo)]) {
+        Err(PluginError::Provider { failure, .. }) => {
+            assert!(failure.message.contains("not a regular file"), "{failure:?}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     // The same path spelled differently is another path.
     let dotted = format!("{}/./token", dir.path().display());
     assert_denied(
@@ -297,6 +312,10 @@ fn saving_secrets_needs_the_grant_and_named_secrets_need_valid_names() {
     assert_denied(
         attack_with("read-named-secret", &[("target", "../openai/default")]),
         "is not a valid secret name",
+    );
+    assert_denied(
+        attack_with("read-secret-of-connection", &[("target", "default#refresh_token")]),
+        "is not a valid connection name",
     );
     // A valid name reads the store (which holds no such secret: the plugin
     // then returns an empty secret, which the host refuses).
@@ -389,9 +408,14 @@ fn a_call_is_stopped_at_its_wall_clock_deadline_whatever_its_programs_may_take()
     let started = std::time::Instant::now();
     let result = f.plugin.fetch(ctx, &request);
     let elapsed = started.elapsed();
+    // The program is stopped at the deadline; the plugin, if it goes on, is
+    // stopped by the engine at its next check.
     match result {
         Err(PluginError::Provider { failure, .. }) => {
             assert!(failure.message.contains("ran past its deadline of 1.5s"), "{failure:?}")
+        }
+        Err(stopped @ PluginError::Stopped { .. }) => {
+            assert!(stopped.to_string().contains("ran past its deadline of 1.5s"), "{stopped}")
         }
         other => panic!("expected the deadline to stop the call, got {other:?}"),
     }

@@ -35,6 +35,13 @@ fn home(tag: &str, server: &OidcServer, extra: &str) -> Home {
     // Plays the browser: follows the identity provider's redirect back to
     // keyhelper's loopback listener.
     home.fake_tool("browser", "#!/bin/sh\nexec curl -sS -L -o /dev/null \"$1\"\n");
+    // The same, after someone else hit the listener with a forged answer.
+    home.fake_tool(
+        "browser-after-intruder",
+        "#!/bin/sh\nport=$(printf '%s' \"$1\" | sed -n 's/.*redirect_uri=http%3A%2F%2F127.0.0.1%3A\\([0-9]*\\)%2Fcallback.*/\\1/p')\n\
+         curl -s -o /dev/null \"http://127.0.0.1:$port/callback?state=forged&code=stolen\"\n\
+         exec curl -sS -L -o /dev/null \"$1\"\n",
+    );
     home
 }
 
@@ -174,11 +181,13 @@ fn browser_sign_in_with_pkce_then_refresh_tokens_rotate_and_are_saved_back() {
     let home = home("oauth2-browser", &server, "scope = \"openid offline_access\"\n");
     // A confidential client: its secret is stored first, and used for the code exchange.
     login_with_stdin(&home, &["login", "oauth2", "--connection", "gw", "--stdin"], CLIENT_SECRET);
-    let browser = home.bin().join("browser");
+    // A forged answer to the listener is refused, and the real one still signs in.
+    let browser = home.bin().join("browser-after-intruder");
     let sign_in =
         home.keyhelper(&["login", "oauth2", "--connection", "gw"]).env("BROWSER", &browser).output_within();
     assert!(sign_in.status.success(), "{}", stderr(&sign_in));
     assert!(stderr(&sign_in).contains("signed in; stored the refresh token of oauth2 connection 'gw'"));
+    assert!(stderr(&sign_in).contains("ignored a request to the sign-in listener with another state"));
     let exchange = &server.token_requests()[0];
     assert_eq!(exchange["grant_type"], "authorization_code");
     assert_eq!(exchange["code_verifier_present"], true, "PKCE: the server checked the verifier");

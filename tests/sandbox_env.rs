@@ -10,7 +10,7 @@ use std::sync::Arc;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::manifest::ProviderManifest;
 use keyhelper_host::runtime::capability::CapabilityGrant;
-use keyhelper_host::runtime::sandbox::{CallContext, Limits, StoredSecrets};
+use keyhelper_host::runtime::sandbox::{CallContext, ConnectionGuard, Limits, StoredSecrets};
 use keyhelper_host::runtime::{CallRequest, IntegrityCheck, PluginError, PluginRuntime, PluginSource};
 use sha2::{Digest, Sha256};
 
@@ -21,6 +21,9 @@ impl StoredSecrets for NoSecrets {
         Ok(None)
     }
     fn save(&self, _: &str, _: &str, _: &str, _: &Secret) -> anyhow::Result<()> {
+        anyhow::bail!("nothing is stored in these tests")
+    }
+    fn lock_connection(&self, _: &str, _: &str) -> anyhow::Result<ConnectionGuard> {
         anyhow::bail!("nothing is stored in these tests")
     }
 }

@@ -3,7 +3,8 @@
 
 use keyhelper_core::zero_on_free::ZeroOnFree;
 
-/// Every heap block is zeroed when freed, the libraries' included.
+/// Every heap block Rust code frees is zeroed, the Rust libraries' included
+/// (not those C libraries such as libdbus allocate themselves).
 #[global_allocator]
 static ALLOCATOR: ZeroOnFree<std::alloc::System> = ZeroOnFree(std::alloc::System);
 

@@ -15,6 +15,7 @@ use keyhelper_core::suggest::did_you_mean;
 use super::sign_in::SignIn;
 use crate::environment::Environment;
 use crate::runtime::outcome::Verdict;
+use crate::runtime::sandbox::is_valid_connection_name;
 use crate::store::{SecretId, SecretStore};
 
 /// The connection used when none is named.
@@ -26,7 +27,7 @@ pub struct LoginArgs {
     /// The provider, e.g. `openai`.
     pub provider: String,
     /// Name of this secret, to keep several (e.g. `work`, `personal`).
-    #[arg(long, default_value = DEFAULT_CONNECTION)]
+    #[arg(long, default_value = DEFAULT_CONNECTION, value_parser = connection_name)]
     pub connection: String,
     /// Replace (rotate) a secret already stored for this connection.
     #[arg(long)]
@@ -52,8 +53,17 @@ pub struct LogoutArgs {
     /// The provider, e.g. `openai`.
     pub provider: String,
     /// Which stored secret.
-    #[arg(long, default_value = DEFAULT_CONNECTION)]
+    #[arg(long, default_value = DEFAULT_CONNECTION, value_parser = connection_name)]
     pub connection: String,
+}
+
+/// A `--connection` value: no `/`, `#` or control characters.
+fn connection_name(text: &str) -> Result<String, String> {
+    if is_valid_connection_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err("a connection name has 1 to 128 characters and no `/`, `#` or control characters".into())
+    }
 }
 
 /// The name a connection's OAuth refresh token is stored under.

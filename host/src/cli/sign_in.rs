@@ -7,7 +7,7 @@
 //! browser and waits for a person, none of which a plugin may do.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,8 +24,14 @@ use sha2::{Digest, Sha256};
 
 use crate::runtime::http;
 
-/// How long a person has to finish signing in.
+/// How long a person has to finish signing in in the browser.
 const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest a device code is waited for (identity providers give 15 minutes).
+const DEVICE_CODE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// The longest wait between two polls of the device flow, in seconds.
+const MAX_POLL_INTERVAL: u64 = 60;
+/// How long one request to the loopback listener may take to arrive.
+const REDIRECT_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for one request to the identity provider.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer read from the identity provider.
@@ -92,7 +98,19 @@ impl SignIn<'_> {
         let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
         let json = self.request("GET", &url, &[], None)?.1;
         let endpoint = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_string);
-        let token = self.option("token_url").map(str::to_string).or_else(|| endpoint("token_endpoint"));
+        let discovered = endpoint("token_endpoint");
+        // As the plugin does: a discovered token endpoint must be on the
+        // issuer's origin, or the user names it with `token_url`.
+        if let Some(token) = discovered.as_deref().filter(|_| self.option("token_url").is_none())
+            && origin(token) != origin(issuer)
+        {
+            return Err(Failure::new(
+                ExitClass::Config,
+                format!("the token endpoint {} is not on the issuer's host", printable(token, 200)),
+            )
+            .hint(format!("if you trust it, set `token_url` to it in [credentials.{}]", self.credential)));
+        }
+        let token = self.option("token_url").map(str::to_string).or(discovered);
         Ok(Endpoints {
             authorization: endpoint("authorization_endpoint"),
             device: endpoint("device_authorization_endpoint"),
@@ -242,17 +260,21 @@ impl SignIn<'_> {
             ));
         };
         let verification = field("verification_uri").or_else(|| field("verification_url")).unwrap_or(url);
-        eprintln!("keyhelper: to sign in, open {verification} and enter the code {user_code}");
+        eprintln!(
+            "keyhelper: to sign in, open {} and enter the code {}",
+            printable(verification, 200),
+            printable(user_code, 32)
+        );
         if let Some(complete) = field("verification_uri_complete") {
-            eprintln!("keyhelper: or open {complete}");
+            eprintln!("keyhelper: or open {}", printable(complete, 300));
         }
-        let mut interval =
-            Duration::from_secs(json.get("interval").and_then(Value::as_u64).unwrap_or(5).max(1));
-        let lifetime = json.get("expires_in").and_then(Value::as_u64).unwrap_or(600);
-        let deadline = Instant::now() + Duration::from_secs(lifetime).min(SIGN_IN_TIMEOUT);
+        let seconds = |name: &str, default: u64| json.get(name).and_then(Value::as_u64).unwrap_or(default);
+        let mut interval = Duration::from_secs(seconds("interval", 5).clamp(1, MAX_POLL_INTERVAL));
+        let lifetime = Duration::from_secs(seconds("expires_in", 900)).min(DEVICE_CODE_TIMEOUT);
+        let deadline = Instant::now() + lifetime;
         loop {
-            std::thread::sleep(interval);
-            if Instant::now() > deadline {
+            std::thread::sleep(interval.min(deadline.saturating_duration_since(Instant::now())));
+            if Instant::now() >= deadline {
                 return Err(Failure::new(
                     ExitClass::NeedsLogin,
                     "the device code expired before the sign-in finished",
@@ -268,7 +290,9 @@ impl SignIn<'_> {
             }
             match json.get("error").and_then(Value::as_str) {
                 Some("authorization_pending") => {}
-                Some("slow_down") => interval += Duration::from_secs(5),
+                Some("slow_down") => {
+                    interval = (interval + Duration::from_secs(5)).min(Duration::from_secs(MAX_POLL_INTERVAL))
+                }
                 _ => return Err(refused(&json, status)),
             }
         }
@@ -277,15 +301,15 @@ impl SignIn<'_> {
 
 /// The identity provider's error answer as one line naming the fix.
 fn refused(json: &Value, status: u16) -> Failure {
-    let error = json.get("error").and_then(Value::as_str).unwrap_or("no error code");
+    let error = printable(json.get("error").and_then(Value::as_str).unwrap_or("no error code"), 64);
     let description = json
         .get("error_description")
         .and_then(Value::as_str)
         .and_then(|d| d.lines().next())
-        .map(|d| format!(": {}", d.chars().take(240).collect::<String>()))
+        .map(|d| format!(": {}", printable(d, 240)))
         .unwrap_or_default();
     let message = format!("the identity provider refused the sign-in ({status} {error}{description})");
-    let hint = match error {
+    let hint = match error.as_str() {
         "invalid_client" | "unauthorized_client" => {
             "check `client_id`, and store the client secret with `keyhelper login oauth2 --stdin --force` if the client has one"
         }
@@ -295,6 +319,21 @@ fn refused(json: &Value, status: u16) -> Failure {
         _ => "check the credential's `issuer`, `client_id` and `scope`",
     };
     Failure::new(ExitClass::Denied, message).hint(hint)
+}
+
+/// Text from the identity provider, safe to print: at most `max`
+/// characters, control characters (terminal escapes) replaced.
+fn printable(text: &str, max: usize) -> String {
+    let mut shown: String = text.chars().take(max).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if text.chars().nth(max).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// `scheme://host:port` of a URL, for comparing origins.
+fn origin(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().map(|u| u.origin().ascii_serialization())
 }
 
 /// `Ok` for https, or plain http to a loopback address.
@@ -375,10 +414,7 @@ fn wait_for_code(listener: &TcpListener, state: &str) -> Result<String, Failure>
 /// Reads one request to the loopback listener. `None` for a request that is
 /// not the redirect (a favicon, say); otherwise the code or why there is none.
 fn answer_redirect(mut stream: TcpStream, state: &str) -> Option<Result<String, Failure>> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut line = String::new();
-    BufReader::new((&stream).take(8192)).read_line(&mut line).ok()?;
+    let line = read_request_line(&stream)?;
     let target = line.split_whitespace().nth(1)?.to_string();
     let Some(query) = target.strip_prefix("/callback") else {
         respond(&mut stream, "404 Not Found", "Not found.");
@@ -387,16 +423,15 @@ fn answer_redirect(mut stream: TcpStream, state: &str) -> Option<Result<String, 
     let params: BTreeMap<String, String> =
         url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes()).into_owned().collect();
     if params.get("state").map(String::as_str) != Some(state) {
+        // Not this sign-in's answer (a stale tab, or someone else): refuse
+        // it and keep waiting for the real one.
         respond(
             &mut stream,
             "400 Bad Request",
             "This sign-in does not belong to the keyhelper waiting here.",
         );
-        return Some(Err(Failure::new(
-            ExitClass::Denied,
-            "the browser came back with another sign-in's state",
-        )
-        .hint("run the command again and finish the sign-in it opens")));
+        tracing::warn!("ignored a request to the sign-in listener with another state");
+        return None;
     }
     if let Some(error) = params.get("error") {
         respond(&mut stream, "400 Bad Request", "The sign-in failed; see the terminal.");
@@ -413,6 +448,25 @@ fn answer_redirect(mut stream: TcpStream, state: &str) -> Option<Result<String, 
     };
     respond(&mut stream, "200 OK", "Signed in to keyhelper. You can close this tab.");
     Some(Ok(code.clone()))
+}
+
+/// The request line of one request to the listener, if it arrives whole
+/// within [`REDIRECT_READ_TIMEOUT`] (a client trickling bytes cannot hold
+/// the listener).
+fn read_request_line(stream: &TcpStream) -> Option<String> {
+    stream.set_nonblocking(false).ok()?;
+    let deadline = Instant::now() + REDIRECT_READ_TIMEOUT;
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while !line.ends_with(b"\n") && line.len() < 8192 {
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        if (&*stream).read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).ok()
 }
 
 /// A tiny HTML answer to the browser.
@@ -435,6 +489,14 @@ mod tests {
         assert!(require_secure("http://127.0.0.1:8080/token").is_ok());
         assert!(require_secure("http://localhost/token").is_ok());
         assert!(require_secure("http://idp.example.com/token").is_err());
+    }
+
+    #[test]
+    fn server_text_is_printed_bounded_and_without_escapes() {
+        assert_eq!(printable("bad\u{1b}[31mred", 64), "bad?[31mred");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(origin("https://IdP.example.com/realms/x").as_deref(), Some("https://idp.example.com"));
+        assert_ne!(origin("https://oauth2.googleapis.com/token"), origin("https://accounts.google.com"));
     }
 
     #[test]

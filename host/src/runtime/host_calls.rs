@@ -23,6 +23,11 @@ const MAX_DENIALS: usize = 16;
 const MAX_DENIAL_LEN: usize = 512;
 /// Largest file `read-file` returns.
 const MAX_FILE: u64 = 1 << 20;
+/// Most named secrets one call may save, and the longest.
+const MAX_SAVES: usize = 4;
+const MAX_SAVED_LEN: usize = 16 * 1024;
+/// Most secrets remembered per call for the argv check and log redaction.
+const MAX_KNOWN_SECRETS: usize = 64;
 
 /// A time limit and output cap a plugin asked for one program (contract
 /// 0.3.0); they can only tighten the host's limits.
@@ -179,9 +184,18 @@ impl PluginState {
         connection: &str,
         name: Option<&str>,
     ) -> Result<Option<String>, HostFailure> {
-        let verdict = self.call.grant.check_stored_secrets().and_then(|()| name.map_or(Ok(()), checked_name));
+        self.time_left().map_err(HostFailure::TimedOut)?;
+        let verdict = self
+            .call
+            .grant
+            .check_stored_secrets()
+            .and_then(|()| checked_connection(connection))
+            .and_then(|()| name.map_or(Ok(()), checked_name));
         if let Err(reason) = verdict {
             return Err(self.deny(reason));
+        }
+        if name.is_some() && self.call.grant.check_save_secrets().is_ok() {
+            self.lock_connection(connection)?;
         }
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
@@ -191,21 +205,66 @@ impl PluginState {
         })?;
         Ok(found.map(|secret| {
             let value = secret.expose().to_string();
-            self.known_secrets.push(zeroize::Zeroizing::new(value.clone()));
+            self.remember_secret(&value);
             value
         }))
     }
 
+    /// Takes the lock of `connection` for the rest of the call, the first
+    /// time a call that may rotate its secrets touches them: another process
+    /// renewing through the same connection waits, then reads what this
+    /// call saved.
+    fn lock_connection(&mut self, connection: &str) -> Result<(), HostFailure> {
+        match &self.connection_lock {
+            Some((held, _)) if held == connection => return Ok(()),
+            Some((held, _)) => {
+                let reason = format!("a call may use one connection's secrets; it already uses '{held}'");
+                return Err(self.deny(reason));
+            }
+            None => {}
+        }
+        let provider = self.call.provider.clone();
+        let secrets = self.call.secrets.clone();
+        let guard = self
+            .host_call(|_| secrets.lock_connection(&provider, connection))
+            .map_err(|e| HostFailure::Failed(format!("could not lock connection '{connection}': {e}")))?;
+        self.connection_lock = Some((connection.to_string(), guard));
+        Ok(())
+    }
+
+    /// Adds `value` to the secrets refused in argv and redacted from logs
+    /// (each once, and at most [`MAX_KNOWN_SECRETS`]).
+    fn remember_secret(&mut self, value: &str) {
+        if self.known_secrets.len() < MAX_KNOWN_SECRETS
+            && !self.known_secrets.iter().any(|k| k.as_str() == value)
+        {
+            self.known_secrets.push(zeroize::Zeroizing::new(value.to_string()));
+        }
+    }
+
     /// `save-secret`: stores the secret called `name` of `connection`.
     fn save_named_secret(&mut self, connection: &str, name: &str, value: &str) -> Result<(), HostFailure> {
-        let verdict = self.call.grant.check_save_secrets().and_then(|()| checked_name(name));
+        self.time_left().map_err(HostFailure::TimedOut)?;
+        let verdict = self
+            .call
+            .grant
+            .check_save_secrets()
+            .and_then(|()| checked_connection(connection))
+            .and_then(|()| checked_name(name));
         if let Err(reason) = verdict {
             return Err(self.deny(reason));
         }
-        if value.trim().is_empty() {
-            return Err(HostFailure::Failed(format!("refusing to save an empty `{name}`")));
+        if self.saves >= MAX_SAVES {
+            return Err(self.deny(format!("a call may save at most {MAX_SAVES} secrets")));
         }
-        self.known_secrets.push(zeroize::Zeroizing::new(value.to_string()));
+        if value.trim().is_empty() || value.len() > MAX_SAVED_LEN {
+            return Err(HostFailure::Failed(format!(
+                "refusing to save `{name}`: it is empty or longer than {MAX_SAVED_LEN} bytes"
+            )));
+        }
+        self.lock_connection(connection)?;
+        self.saves += 1;
+        self.remember_secret(value);
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
         let secret = keyhelper_core::credential::Secret::new(value);
@@ -218,11 +277,16 @@ impl PluginState {
     /// `read-file`: a granted file, whole. Its text is treated as a secret
     /// (a token file): refused in argv, redacted from logs.
     fn read_granted_file(&mut self, path: &str) -> Result<Vec<u8>, HostFailure> {
+        self.time_left().map_err(HostFailure::TimedOut)?;
         if let Err(reason) = self.call.grant.check_file(path) {
             return Err(self.deny(reason));
         }
         let read = || -> std::io::Result<Vec<u8>> {
             use std::io::Read;
+            // A FIFO or a device would block or never end: only regular files.
+            if !std::fs::metadata(path)?.is_file() {
+                return Err(std::io::Error::other("not a regular file"));
+            }
             let mut bytes = Vec::new();
             std::fs::File::open(path)?.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
             Ok(bytes)
@@ -234,7 +298,7 @@ impl PluginState {
             return Err(HostFailure::TooLarge(format!("{path} is larger than {MAX_FILE} bytes")));
         }
         if let Ok(text) = std::str::from_utf8(&bytes) {
-            self.known_secrets.push(zeroize::Zeroizing::new(text.trim().to_string()));
+            self.remember_secret(text.trim());
         }
         Ok(bytes)
     }
@@ -262,6 +326,15 @@ impl PluginState {
         }
         message.truncate(truncated(&message, MAX_LOG_LINE).len());
         self.logs.push((level, message));
+    }
+}
+
+/// `Ok` if `connection` may name a connection.
+fn checked_connection(connection: &str) -> Result<(), String> {
+    if super::sandbox::is_valid_connection_name(connection) {
+        Ok(())
+    } else {
+        Err(format!("`{connection}` is not a valid connection name (no `/`, `#` or control characters)"))
     }
 }
 

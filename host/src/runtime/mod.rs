@@ -395,6 +395,9 @@ impl LoadedPlugin {
             Some(LimitExceeded::Memory) => {
                 format!("was stopped: it tried to use more than {} MiB of memory", limits.memory >> 20)
             }
+            Some(LimitExceeded::Deadline) => {
+                format!("was stopped: the call ran past its deadline of {}s", limits.call.as_secs_f32())
+            }
             None => {
                 let stderr = state.redact(&state.stderr_text());
                 match stderr.lines().find(|l| l.contains("panicked at")) {

@@ -59,6 +59,13 @@ pub fn is_valid_secret_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Whether `name` may name a connection: 1 to 128 characters, none of them
+/// `/` or `#` (which separate the parts of a stored secret's id) or a
+/// control character.
+pub fn is_valid_connection_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && !name.chars().any(|c| c == '/' || c == '#' || c.is_control())
+}
+
 /// Reads secrets stored with `keyhelper login`, and saves the named secrets a
 /// plugin keeps (a rotated refresh token), on behalf of a plugin.
 pub trait StoredSecrets: Send + Sync {
@@ -67,7 +74,14 @@ pub trait StoredSecrets: Send + Sync {
     fn read(&self, provider: &str, connection: &str, name: Option<&str>) -> anyhow::Result<Option<Secret>>;
     /// Saves (or replaces) the secret called `name` of `connection`.
     fn save(&self, provider: &str, connection: &str, name: &str, secret: &Secret) -> anyhow::Result<()>;
+    /// Waits for, and holds until the guard is dropped, the lock of
+    /// `provider`'s `connection`, so that two processes never use the same
+    /// rotating refresh token at once.
+    fn lock_connection(&self, provider: &str, connection: &str) -> anyhow::Result<ConnectionGuard>;
 }
+
+/// Holds a connection's lock while it lives.
+pub type ConnectionGuard = Box<dyn std::any::Any + Send>;
 
 /// Everything a call needs beyond the plugin itself.
 #[derive(Clone)]
@@ -97,6 +111,9 @@ impl CallContext {
             fn save(&self, _: &str, _: &str, _: &str, _: &Secret) -> anyhow::Result<()> {
                 anyhow::bail!("no secret store in this call")
             }
+            fn lock_connection(&self, _: &str, _: &str) -> anyhow::Result<ConnectionGuard> {
+                anyhow::bail!("no secret store in this call")
+            }
         }
         let nothing = Capabilities::default();
         Self {
@@ -118,6 +135,9 @@ pub enum LimitExceeded {
     /// The guest tried to grow its memory past the cap.
     #[error("memory limit")]
     Memory,
+    /// The call, host calls included, ran past its wall-clock deadline.
+    #[error("deadline")]
+    Deadline,
 }
 
 /// The data of a plugin's store.
@@ -142,6 +162,10 @@ pub struct PluginState {
     /// Secrets the plugin has seen in this call: never allowed in argv, always
     /// redacted from its logs.
     pub(super) known_secrets: Vec<Zeroizing<String>>,
+    /// Named secrets saved in this call.
+    pub(super) saves: usize,
+    /// The lock of the connection whose rotating secrets this call uses.
+    pub(super) connection_lock: Option<(String, ConnectionGuard)>,
 }
 
 impl PluginState {
@@ -168,6 +192,8 @@ impl PluginState {
             store_failure: None,
             logs: Vec::new(),
             known_secrets,
+            saves: 0,
+            connection_lock: None,
         }
     }
 
@@ -237,6 +263,8 @@ pub fn new_store(engine: &wasmtime::Engine, call: CallContext) -> Store<PluginSt
         let state = ctx.data();
         if state.guest_time() > state.call.limits.cpu {
             Err(LimitExceeded::Cpu.into())
+        } else if state.started.elapsed() > state.call.limits.call {
+            Err(LimitExceeded::Deadline.into())
         } else {
             Ok(UpdateDeadline::Continue(1))
         }

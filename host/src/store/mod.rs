@@ -19,7 +19,7 @@ use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::private_fs::{self, Durability};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::sandbox::{StoredSecrets, is_valid_secret_name};
+use crate::runtime::sandbox::{ConnectionGuard, StoredSecrets, is_valid_secret_name};
 
 /// Which stored secret: a provider, a connection name, and which of the
 /// connection's secrets — its main one (the key `keyhelper login` stores), or
@@ -267,6 +267,15 @@ impl StoredSecrets for SecretStore {
     fn save(&self, provider: &str, connection: &str, name: &str, secret: &Secret) -> anyhow::Result<()> {
         self.set(&SecretId::new(provider, connection).named(name), secret)?;
         Ok(())
+    }
+
+    fn lock_connection(&self, provider: &str, connection: &str) -> anyhow::Result<ConnectionGuard> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(SecretId::new(provider, connection).to_string().as_bytes());
+        let path = self.dir.join("connections").join(format!("{}.lock", hex::encode(&digest[..16])));
+        let file = private_fs::open_lock_file(&path)?;
+        file.lock()?;
+        Ok(Box::new(file))
     }
 }
 

@@ -167,7 +167,7 @@ impl TokenResponse {
         if !(200..300).contains(&status) {
             return Err(TokenError::Refused {
                 status,
-                error: text("error").unwrap_or_else(|| format!("http_{status}")),
+                error: text("error").map(|e| one_line(&e, 64)).unwrap_or_else(|| format!("http_{status}")),
                 description: text("error_description").map(|d| one_line(&d, 240)),
             });
         }
@@ -196,7 +196,7 @@ impl TokenResponse {
     pub fn credential(&self) -> Credential {
         let mut credential = Credential::new(self.access_token.clone());
         if let Some(seconds) = self.expires_in {
-            credential = credential.expires_at(now() + seconds);
+            credential = credential.expires_at(now().saturating_add(seconds));
         }
         if let Some(kind) = &self.token_type {
             credential = credential.meta("token_type", kind.clone());
@@ -244,6 +244,12 @@ impl From<TokenError> for ProviderError {
 /// loopback address (a local test server, a sidecar).
 pub fn is_secure_url(url: &str) -> bool {
     let lower = url.to_ascii_lowercase();
+    let authority =
+        lower.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority.contains('@') {
+        // userinfo: `http://localhost:1@evil.example/` is not loopback.
+        return false;
+    }
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|prefix| {
         lower.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
     });
@@ -280,13 +286,15 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The first line of `text`, at most `max` characters.
+/// The first line of `text`, at most `max` characters, control characters
+/// (terminal escapes) replaced: it is the server's text, shown to a person.
 fn one_line(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default().trim();
-    match line.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_string(),
+    let mut shown: String = line.chars().take(max).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if line.chars().nth(max).is_some() {
+        shown.push('…');
     }
+    shown
 }
 
 #[cfg(test)]
@@ -320,6 +328,7 @@ mod tests {
         assert!(is_secure_url("http://localhost/realms"));
         assert!(!is_secure_url("http://localhost.evil.com"));
         assert!(!is_secure_url("http://idp.example.com"));
+        assert!(!is_secure_url("http://localhost:1@evil.example/token"));
     }
 
     #[test]
@@ -334,6 +343,8 @@ mod tests {
             TokenResponse::parse(400, br#"{"error":"invalid_grant","error_description":"expired\nmore"}"#)
                 .unwrap_err();
         assert_eq!(refused.said(), "invalid_grant: expired");
+        let escaped = TokenResponse::parse(400, "{\"error\":\"bad\\u001b[31m\"}".as_bytes()).unwrap_err();
+        assert_eq!(escaped.said(), "bad?[31m", "terminal escapes never reach the terminal");
         let bare = TokenResponse::parse(502, b"<html>bad gateway</html>").unwrap_err();
         assert_eq!(bare.said(), "http_502");
         let malformed = TokenResponse::parse(200, br#"{"access_token":""}"#).unwrap_err();
