@@ -230,6 +230,51 @@ fn browser_sign_in_with_pkce_then_refresh_tokens_rotate_and_are_saved_back() {
 }
 
 #[test]
+fn concurrent_renewals_through_one_connection_never_spend_the_same_refresh_token() {
+    let server = server();
+    // Two credentials (two scopes) on one connection: two cache entries, one
+    // rotating refresh token.
+    let home = home(
+        "oauth2-concurrent",
+        &server,
+        "scope = \"openid offline_access\"\n\n[credentials.other]\nprovider = \"oauth2\"\nclient_id = \"kh-cli\"\nconnection = \"gw\"\nscope = \"openid\"\n",
+    );
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    home.write_config(
+        &config.replace(
+            "[credentials.other]\n",
+            &format!("[credentials.other]\nissuer = \"{}\"\n", server.issuer),
+        ),
+    );
+    login_with_stdin(&home, &["login", "oauth2", "--connection", "gw", "--stdin"], CLIENT_SECRET);
+    let browser = home.bin().join("browser");
+    let sign_in =
+        home.keyhelper(&["login", "oauth2", "--connection", "gw"]).env("BROWSER", &browser).output_within();
+    assert!(sign_in.status.success(), "{}", stderr(&sign_in));
+    let racers: Vec<_> = (0..12)
+        .map(|i| {
+            let name = if i % 2 == 0 { "gateway" } else { "other" };
+            home.keyhelper(&["get", name, "--no-cache"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for racer in racers {
+        let output = support::finish(racer);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let refreshes: Vec<_> =
+        server.token_requests().into_iter().filter(|r| r["grant_type"] == "refresh_token").collect();
+    assert_eq!(refreshes.len(), 12, "{refreshes:?}");
+    assert!(
+        refreshes.iter().all(|r| r["refresh_token_ok"] == true),
+        "a refresh token was spent twice: {refreshes:?}"
+    );
+}
+
+#[test]
 fn device_sign_in_for_a_public_client() {
     let server =
         OidcServer::start(&[("OAUTH2_CLIENT_ID", "device-app"), ("OAUTH2_DEVICE_PENDING_POLLS", "1")]);
