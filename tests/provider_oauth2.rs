@@ -307,6 +307,9 @@ fn bad_settings_are_config_errors_before_any_request() {
         &["`issuer` of credential 'plain' is not https", "https://"],
     );
     assert_one_line_failure(&home.run(&["get", "nowhere"]), 3, &["sets neither `issuer` nor `token_url`"]);
+    let hash = home.run(&["login", "oauth2", "--connection", "default#refresh_token", "--stdin"]);
+    assert_eq!(hash.status.code(), Some(2), "{}", stderr(&hash));
+    assert!(stderr(&hash).contains("no `/`, `#` or control characters"), "{}", stderr(&hash));
     assert_one_line_failure(
         &home.run(&["login", "openai", "--device"]),
         2,
