@@ -29,15 +29,23 @@ pub use self::process::run_child;
 
 /// Writes `bytes` to standard output directly, without passing through a
 /// buffer that would keep a copy (std's stdout keeps one for output without
-/// a final newline).
+/// a final newline). A console gets std's stdout, which converts UTF-8 to
+/// the console's UTF-16.
 pub fn write_to_stdout(bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::windows::io::FromRawHandle;
-    use windows_sys::Win32::System::Console::{GetStdHandle, STD_OUTPUT_HANDLE};
+    use windows_sys::Win32::System::Console::{GetConsoleMode, GetStdHandle, STD_OUTPUT_HANDLE};
     // SAFETY: GetStdHandle has no preconditions.
     let handle = unsafe { GetStdHandle(STD_OUTPUT_HANDLE) };
     if handle.is_null() || handle == windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE {
         return Err(std::io::Error::other("no standard output"));
+    }
+    let mut mode = 0;
+    // SAFETY: `handle` is the process's standard output; `mode` is writable.
+    if unsafe { GetConsoleMode(handle, &mut mode) } != 0 {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(bytes)?;
+        return stdout.flush();
     }
     // SAFETY: the process's standard output handle stays open for its life;
     // ManuallyDrop keeps this File from closing it.
