@@ -71,6 +71,19 @@ fn a_failing_command_shows_the_last_line_of_its_stderr() {
 }
 
 #[test]
+fn a_token_the_command_prints_on_stderr_as_it_fails_is_not_shown() {
+    let home = home(
+        "command-fails-loudly",
+        "#!/bin/sh\necho 'error: refusing token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig0123 (expired)' >&2\nexit 1\n",
+        "command = [\"my-auth-cli\", \"get-token\"]\n",
+    );
+    let get = home.run(&["get", "gateway"]);
+    assert_eq!(get.status.code(), Some(7), "{}", stderr(&get));
+    assert!(stderr(&get).contains("error: refusing token [redacted] (expired)"), "{}", stderr(&get));
+    assert!(!stderr(&get).contains("eyJ"), "{}", stderr(&get));
+}
+
+#[test]
 fn the_timeout_and_the_output_cap_stop_the_command() {
     let slow = home(
         "command-slow",

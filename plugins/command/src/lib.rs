@@ -44,7 +44,7 @@ impl Provider for CommandProvider {
             let last =
                 stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("no message on stderr");
             let code = output.exit_code.map_or("a signal".to_string(), |c| format!("exit code {c}"));
-            return Err(ProviderError::unavailable(format!("`{program}` failed ({code}): {last}")));
+            return Err(ProviderError::unavailable(format!("`{program}` failed ({code}): {}", masked(last))));
         }
         let stdout = output.stdout_text();
         match request.option("format").unwrap_or("text") {
@@ -67,6 +67,22 @@ impl Provider for CommandProvider {
 }
 
 keyhelper_plugin::register_provider!(CommandProvider);
+
+/// `line` with every word that looks like a token — 24 or more characters
+/// of the sets tokens are made of (Base64, hex, JWTs), with a digit —
+/// replaced: a tool may print its token on stderr as it fails, and the
+/// line is shown to the user.
+pub fn masked(line: &str) -> String {
+    let looks_like_token = |word: &str| {
+        word.len() >= 24
+            && word.bytes().any(|b| b.is_ascii_digit())
+            && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~+/=-".contains(&b))
+    };
+    line.split(' ')
+        .map(|word| if looks_like_token(word) { "[redacted]" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The token (and expiry) in a command's JSON output. Never quotes the output.
 pub fn from_json(
@@ -137,6 +153,19 @@ pub fn rfc3339_seconds(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_like_words_in_a_failure_line_are_masked() {
+        assert_eq!(
+            masked("error: token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln rejected"),
+            "error: token [redacted] rejected"
+        );
+        assert_eq!(
+            masked("error: session expired, run my-auth-cli login"),
+            "error: session expired, run my-auth-cli login"
+        );
+        assert_eq!(masked("see https://idp.example.com/device"), "see https://idp.example.com/device");
+    }
 
     #[test]
     fn rfc3339_times_and_offsets() {
