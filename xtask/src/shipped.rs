@@ -11,9 +11,9 @@ use crate::workspace_root;
 /// How the keyhelper executables are built for users, and so for the tests
 /// and benchmarks too.
 ///
-/// On Linux with glibc it is linked statically and position-dependent: no
-/// dynamic loader, no libraries to map, no relocations to apply at start,
-/// which halves the cost of every cache hit. glibc resolves host names from
+/// On Linux with glibc it is linked statically and position-independent
+/// (static-pie, so ASLR holds): no dynamic loader and no libraries to map at
+/// start, which takes a third off every cache hit. glibc resolves host names from
 /// /etc/hosts and DNS itself; only optional NSS modules are loaded at run time.
 /// The flags go through `--target`, so cargo keeps them off build scripts and
 /// proc-macros, which cannot be static. Elsewhere the build is cargo's default.
