@@ -12,7 +12,7 @@
 
 mod endpoint;
 
-use keyhelper_plugin::oauth2::{ClientAuth, TokenError, TokenRequest, TokenResponse};
+use keyhelper_plugin::oauth2::{ClientAuth, TokenError, TokenRequest};
 use keyhelper_plugin::{
     Credential, LogLevel, PluginInfo, Provider, ProviderError, Request, Validation, log, named_secret,
     read_file, save_secret, stored_secret,
@@ -215,9 +215,9 @@ fn client_credentials(
     Ok(response.credential())
 }
 
-/// The refresh grant; a rotated refresh token is saved back. If the server
-/// refuses the refresh token because another process rotated it meanwhile,
-/// the new one is tried once.
+/// The refresh grant; a rotated refresh token is saved back. (The host holds
+/// the connection's lock from the read of the refresh token to the end of the
+/// call, so no other renewal spends the same token meanwhile.)
 fn refresh(
     settings: &Settings<'_>,
     url: &str,
@@ -228,27 +228,12 @@ fn refresh(
         Some(secret) => settings.secret_auth(secret)?,
         None => ClientAuth::Public { client_id: settings.client_id },
     };
-    let send = |token: &str| {
-        settings
-            .with_scope(TokenRequest::new(url, "refresh_token").param("refresh_token", token))
-            .client(auth)
-            .send()
-    };
-    let (response, used): (TokenResponse, String) = match send(refresh_token) {
-        Ok(response) => (response, refresh_token.to_string()),
-        Err(error) => {
-            let refused = matches!(&error, TokenError::Refused { error, .. } if error == "invalid_grant");
-            let rotated = match refused {
-                true => named_secret(settings.connection, REFRESH_TOKEN)?.filter(|now| now != refresh_token),
-                false => None,
-            };
-            match rotated {
-                Some(rotated) => (send(&rotated).map_err(|e| settings.explain(e, Grant::Refresh))?, rotated),
-                None => return Err(settings.explain(error, Grant::Refresh)),
-            }
-        }
-    };
-    if let Some(rotated) = response.refresh_token.as_deref().filter(|new| *new != used)
+    let response = settings
+        .with_scope(TokenRequest::new(url, "refresh_token").param("refresh_token", refresh_token))
+        .client(auth)
+        .send()
+        .map_err(|e| settings.explain(e, Grant::Refresh))?;
+    if let Some(rotated) = response.refresh_token.as_deref().filter(|new| new != &refresh_token)
         && let Err(e) = save_secret(settings.connection, REFRESH_TOKEN, rotated)
     {
         log(
