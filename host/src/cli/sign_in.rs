@@ -22,6 +22,7 @@ use keyhelper_core::platform;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::runtime::capability::origin;
 use crate::runtime::http;
 
 /// How long a person has to finish signing in in the browser.
@@ -98,29 +99,29 @@ impl SignIn<'_> {
         let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
         let json = self.request("GET", &url, &[], None)?.1;
         let endpoint = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_string);
-        let discovered = endpoint("token_endpoint");
-        // As the plugin does: a discovered token endpoint must be on the
-        // issuer's origin, or the user names it with `token_url`.
-        if let Some(token) = discovered.as_deref().filter(|_| self.option("token_url").is_none())
-            && origin(token) != origin(issuer)
-        {
-            return Err(Failure::new(
-                ExitClass::Config,
-                format!("the token endpoint {} is not on the issuer's host", printable(token, 200)),
-            )
-            .hint(format!("if you trust it, set `token_url` to it in [credentials.{}]", self.credential)));
-        }
-        let token = self.option("token_url").map(str::to_string).or(discovered);
-        Ok(Endpoints {
-            authorization: endpoint("authorization_endpoint"),
-            device: endpoint("device_authorization_endpoint"),
-            token: token.ok_or_else(|| {
+        let token = match self.option("token_url") {
+            Some(token_url) => token_url.to_string(),
+            None => endpoint("token_endpoint").ok_or_else(|| {
                 Failure::new(
                     ExitClass::Unavailable,
                     format!("the discovery document at {url} names no token_endpoint"),
                 )
                 .hint("set `token_url`")
             })?,
+        };
+        // As the plugin does: a discovered token endpoint must be on the
+        // issuer's origin, or the user names it with `token_url`.
+        if self.option("token_url").is_none() && origin(&token) != origin(issuer) {
+            return Err(Failure::new(
+                ExitClass::Config,
+                format!("the token endpoint {} is not on the issuer's host", printable(&token, 200)),
+            )
+            .hint(format!("if you trust it, set `token_url` to it in [credentials.{}]", self.credential)));
+        }
+        Ok(Endpoints {
+            authorization: endpoint("authorization_endpoint"),
+            device: endpoint("device_authorization_endpoint"),
+            token,
         })
     }
 
@@ -171,7 +172,12 @@ impl SignIn<'_> {
         self.request("POST", url, &headers, Some(body.as_bytes()))
     }
 
-    /// The token endpoint's answer, or its error as one line.
+    /// `scope`, `audience` and `resource`, those the credential sets.
+    fn scope_params(&self) -> Vec<(&'static str, &str)> {
+        ["scope", "audience", "resource"].into_iter().filter_map(|n| Some((n, self.option(n)?))).collect()
+    }
+
+    /// The identity provider's answer to a form POST, or its error as one line.
     fn tokens(&self, url: &str, params: &[(&str, &str)]) -> Result<Value, Failure> {
         let (status, json) = self.post_form(url, params)?;
         if status == 200 {
@@ -213,11 +219,7 @@ impl SignIn<'_> {
             .append_pair("state", &state)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        for name in ["scope", "audience", "resource"] {
-            if let Some(value) = self.option(name) {
-                query.append_pair(name, value);
-            }
-        }
+        query.extend_pairs(self.scope_params());
         let separator = if authorize.contains('?') { '&' } else { '?' };
         let url = format!("{authorize}{separator}{}", query.finish());
         require_secure(&url)?;
@@ -244,14 +246,7 @@ impl SignIn<'_> {
             )
             .hint("sign in in a browser: run the same command without --device")
         })?;
-        let scope: Vec<(&str, &str)> = ["scope", "audience", "resource"]
-            .into_iter()
-            .filter_map(|n| Some((n, self.option(n)?)))
-            .collect();
-        let (status, json) = self.post_form(url, &scope)?;
-        if status != 200 {
-            return Err(refused(&json, status));
-        }
+        let json = self.tokens(url, &self.scope_params())?;
         let field = |name: &str| json.get(name).and_then(Value::as_str);
         let (Some(device_code), Some(user_code)) = (field("device_code"), field("user_code")) else {
             return Err(Failure::new(
@@ -329,11 +324,6 @@ fn printable(text: &str, max: usize) -> String {
         shown.push('…');
     }
     shown
-}
-
-/// `scheme://host:port` of a URL, for comparing origins.
-fn origin(url: &str) -> Option<String> {
-    url::Url::parse(url).ok().map(|u| u.origin().ascii_serialization())
 }
 
 /// `Ok` for https, or plain http to a loopback address.

@@ -234,7 +234,7 @@ fn fill_placeholders(pattern: &str, options: &BTreeMap<String, String>, env: &[S
 }
 
 /// `scheme://host[:port]` of a plain http(s) URL.
-fn origin(url: &str) -> Option<String> {
+pub fn origin(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
     matches!(parsed.scheme(), "http" | "https").then(|| parsed.origin().ascii_serialization())
 }
