@@ -196,9 +196,8 @@ fn check_credential(
         } else {
             format!("keyhelper login {provider} --connection {connection}")
         };
-        let stored = store.list().map(|ids| {
-            ids.into_iter().find(|(id, _)| id.provider == *provider && id.connection == connection)
-        });
+        let stored =
+            store.list().map(|ids| ids.into_iter().find(|(id, _)| id.of_connection(provider, connection)));
         checks.push(match stored {
             Ok(Some(_)) => check(
                 "stored",

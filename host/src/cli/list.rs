@@ -21,10 +21,7 @@ pub fn run(env: &Environment, json: bool) -> Result<(), Failure> {
     let now = unix_now();
     // A connection's main secret, or any named one (an OAuth refresh token).
     let is_stored = |provider: &str, connection: &str| {
-        stored
-            .iter()
-            .find(|(id, _)| id.provider == provider && id.connection == connection)
-            .map(|(_, backend)| *backend)
+        stored.iter().find(|(id, _)| id.of_connection(provider, connection)).map(|(_, backend)| *backend)
     };
     let mut out = String::new();
     let mut rows = Vec::new();

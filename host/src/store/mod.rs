@@ -45,6 +45,12 @@ impl SecretId {
         Self { name: Some(name.into()), ..self.clone() }
     }
 
+    /// Whether this is one of the secrets (main or named) of `provider`'s
+    /// `connection`.
+    pub fn of_connection(&self, provider: &str, connection: &str) -> bool {
+        self.provider == provider && self.connection == connection
+    }
+
     fn parse(text: &str) -> Option<Self> {
         let (provider, connection) = text.split_once('/')?;
         match connection.rsplit_once('#') {
@@ -250,7 +256,7 @@ impl SecretStore {
     pub fn delete_connection(&self, id: &SecretId) -> Result<bool, StoreError> {
         let mut removed = false;
         for (stored, _) in self.list()? {
-            if stored.provider == id.provider && stored.connection == id.connection {
+            if stored.of_connection(&id.provider, &id.connection) {
                 removed |= self.delete(&stored)?;
             }
         }
@@ -260,8 +266,8 @@ impl SecretStore {
 
 impl StoredSecrets for SecretStore {
     fn read(&self, provider: &str, connection: &str, name: Option<&str>) -> anyhow::Result<Option<Secret>> {
-        let id = SecretId::new(provider, connection);
-        Ok(self.get(&name.map_or_else(|| id.clone(), |name| id.named(name)))?)
+        let id = SecretId { name: name.map(Into::into), ..SecretId::new(provider, connection) };
+        Ok(self.get(&id)?)
     }
 
     fn save(&self, provider: &str, connection: &str, name: &str, secret: &Secret) -> anyhow::Result<()> {
