@@ -106,37 +106,40 @@ fn ensure_aider() -> Result<PathBuf> {
 /// `target/test-tools/<name>`, a virtualenv with `packages`; returns its `bin`.
 fn ensure_venv(name: &str, packages: &[&str]) -> Result<PathBuf> {
     let venv = workspace_root().join("target").join("test-tools").join(name);
-    let bin = venv.join("bin");
-    let marker = venv.join(".installed");
+    install_once(&venv, packages, || {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages))
+    })?;
+    Ok(venv.join("bin"))
+}
+
+/// Runs `install` for `packages` into `dir` unless the marker file there
+/// says they are installed already; then writes the marker.
+fn install_once(dir: &Path, packages: &[&str], install: impl FnOnce() -> Result<()>) -> Result<()> {
+    let marker = dir.join(".installed");
     let wanted = packages.join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
-        return Ok(bin);
+        return Ok(());
     }
-    eprintln!("xtask: installing {wanted} into {}", venv.display());
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(bin.join("pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(packages))?;
+    eprintln!("xtask: installing {wanted} into {}", dir.display());
+    std::fs::create_dir_all(dir)?;
+    install()?;
     std::fs::write(&marker, wanted)?;
-    Ok(bin)
+    Ok(())
 }
 
 /// `target/test-tools/node`, an npm prefix with the packages the tests use;
 /// returns it.
 pub fn ensure_node_tools() -> Result<PathBuf> {
     let prefix = workspace_root().join("target").join("test-tools").join("node");
-    let marker = prefix.join(".installed");
-    let wanted = NODE_TOOLS.join(" ");
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
-        return Ok(prefix);
-    }
-    eprintln!("xtask: installing {wanted} into {}", prefix.display());
-    std::fs::create_dir_all(&prefix)?;
-    run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
-        .arg(&prefix)
-        .args(NODE_TOOLS))?;
-    std::fs::write(&marker, wanted)?;
+    install_once(&prefix, NODE_TOOLS, || {
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+            .arg(&prefix)
+            .args(NODE_TOOLS))
+    })?;
     Ok(prefix)
 }
 
