@@ -5,9 +5,9 @@
 //! keyhelper's place, forwarding stop signals, the detached background
 //! renewer and the claim it inherits, finding and running a provider's
 //! command bound to keyhelper's life and killing whatever it started, the
-//! variables a program needs, the OS keyring, opening the browser, and
-//! keeping secrets out of crash dumps. `unix/` implements it for Linux and macOS, `windows/` for
-//! Windows.
+//! variables a program needs, the OS keyring, opening the browser, writing
+//! to stdout without a buffer, and keeping secrets out of crash dumps.
+//! `unix/` implements it for Linux and macOS, `windows/` for Windows.
 
 pub mod process;
 #[cfg(unix)]

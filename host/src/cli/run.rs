@@ -6,9 +6,8 @@
 //! and its exit status is the status; on Windows keyhelper waits for it and
 //! passes its exit code on). With `--proxy` or `--mask` keyhelper stays as
 //! its parent: it serves the proxies or filters the output, forwards signals
-//! to the program,
-//! and exits with its status (127 when it was not found, 126 when it could
-//! not be executed, 128 + n when signal n ended it).
+//! to the program, and exits with its status (127 when it was not found, 126
+//! when it could not be executed, 128 + n when signal n ended it).
 //!
 //! A `--proxy` credential never reaches the program: it gets a loopback base
 //! URL and a random client key, for its credential's API family.
