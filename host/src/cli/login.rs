@@ -15,8 +15,9 @@ use keyhelper_core::suggest::did_you_mean;
 use super::sign_in::SignIn;
 use crate::environment::Environment;
 use crate::runtime::outcome::Verdict;
+use crate::runtime::sandbox::StoredSecrets;
 use crate::runtime::sandbox::is_valid_connection_name;
-use crate::store::{SecretId, SecretStore};
+use crate::store::{BackendKind, SecretId, SecretStore};
 
 /// The connection used when none is named.
 const DEFAULT_CONNECTION: &str = "default";
@@ -134,7 +135,7 @@ pub fn login(env: &Environment, args: &LoginArgs) -> Result<(), Failure> {
         Verdict::Restricted => tracing::warn!("{}", validation.message),
         Verdict::Valid => tracing::info!("{}", validation.message),
     }
-    let backend = store.set(&id, &secret)?;
+    let backend = stored_under_lock(&store, &id, &secret)?;
     forget_cached(env, &manifest.name);
     eprintln!(
         "keyhelper: stored the {} {} for connection '{}' in {}",
@@ -161,7 +162,7 @@ fn sign_in_and_store(
         client_secret: client_secret.as_ref(),
     };
     let refresh_token = sign_in.run(device)?;
-    let backend = store.set(&connection.named(REFRESH_TOKEN), &refresh_token)?;
+    let backend = stored_under_lock(store, &connection.named(REFRESH_TOKEN), &refresh_token)?;
     forget_cached(env, &connection.provider);
     eprintln!(
         "keyhelper: signed in; stored the refresh token of {} connection '{}' in {}",
@@ -170,6 +171,16 @@ fn sign_in_and_store(
         store.describe(backend)
     );
     Ok(())
+}
+
+/// Stores `secret` under `id` holding its connection's lock, which renewals
+/// that rotate the connection's secrets hold too: a renewal finishing at the
+/// same moment cannot save its rotated token over this one.
+fn stored_under_lock(store: &SecretStore, id: &SecretId, secret: &Secret) -> Result<BackendKind, Failure> {
+    let _lock = store.lock_connection(&id.provider, &id.connection).map_err(|e| {
+        Failure::new(ExitClass::Store, format!("cannot lock connection '{}': {e}", id.connection))
+    })?;
+    Ok(store.set(id, secret)?)
 }
 
 /// How many times an interactive `login` asks for a secret that fails the
