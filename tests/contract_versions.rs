@@ -65,7 +65,8 @@ fn a_plugin_built_against_0_2_0_runs_every_function_in_a_0_3_0_host() {
 /// functions; its credentials carry `headers`.
 fn runs_every_function(fixture: &str, version: &str, headers: &[(String, String)]) {
     let artifacts = support::TempDir::new("contract-versions");
-    let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+    let runtime =
+        PluginRuntime::with_compiler(artifacts.path().to_path_buf(), support::compiler_exe()).unwrap();
     let wasm = support::fixture_wasm(fixture);
     let sha256 = support::sha256_hex(&wasm);
     let legacy = runtime

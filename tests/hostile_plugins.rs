@@ -53,7 +53,8 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let artifacts = support::TempDir::new("hostile-artifacts");
-        let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+        let runtime =
+            PluginRuntime::with_compiler(artifacts.path().to_path_buf(), support::compiler_exe()).unwrap();
         let plugin = load(&runtime, "hostile", &support::fixture_wasm("hostile")).unwrap();
         let text =
             std::fs::read_to_string(support::repo_root().join("tests/fixtures/hostile/plugin.toml")).unwrap();
@@ -491,12 +492,14 @@ fn embedded_bytes_are_checked_before_compiling_and_altered_ones_never_run() {
     };
     // No artifact yet: the altered bytes are checked, and refused.
     let artifacts = support::TempDir::new("embedded-artifacts");
-    let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+    let runtime =
+        PluginRuntime::with_compiler(artifacts.path().to_path_buf(), support::compiler_exe()).unwrap();
     let err = runtime.load(&embedded(&altered)).err().unwrap();
     assert!(matches!(err, PluginError::Integrity { .. }), "{err:?}");
     // Compiled once from the right bytes, the artifact serves, whatever the bytes now hold.
     runtime.load(&embedded(&wasm)).unwrap();
-    let fresh = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+    let fresh =
+        PluginRuntime::with_compiler(artifacts.path().to_path_buf(), support::compiler_exe()).unwrap();
     let plugin = fresh.load(&embedded(&altered)).expect("the artifact compiled from checked bytes");
     assert_eq!(plugin.api_version(), "0.3.0");
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{Home, stderr, stdout};
+use support::{BoundedRun, Home, stderr, stdout};
 
 fn hostile_manifest() -> PathBuf {
     support::repo_root().join("tests/fixtures/hostile/plugin.toml")
@@ -107,9 +107,11 @@ fn what_is_not_a_plugin_of_a_supported_contract_is_refused_first() {
     let dir = home.path().join("downloads");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("plugin.toml"), "this manifest is never read").unwrap();
-    let cases: [(&str, &[u8], &str); 2] = [
+    let cases: [(&str, &[u8], &str); 3] = [
         ("junk.wasm", b"#!/bin/sh\necho pwned\n", "is not a WebAssembly component"),
         ("core.wasm", &[0, b'a', b's', b'm', 1, 0, 0, 0], "is a core WebAssembly module, not a component"),
+        // A component's header, then nothing valid: keyhelper-compile refuses it.
+        ("torn.wasm", &[0, b'a', b's', b'm', 0x0d, 0, 1, 0, 0xff, 0xff], "is not a valid component: "),
     ];
     for (name, bytes, expected) in cases {
         let path = dir.join(name);
@@ -117,6 +119,7 @@ fn what_is_not_a_plugin_of_a_supported_contract_is_refused_first() {
         let output = install(&home, &path, &["--yes"]);
         assert_eq!(output.status.code(), Some(9), "{}", stderr(&output));
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+        assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
     }
     let future = stage(&home, "future-version", None);
     let output = install(&home, &future, &["--yes"]);
@@ -291,4 +294,38 @@ fn a_user_manifest_widening_a_bundled_provider_needs_a_grant_pinned_to_its_bytes
     let without_terminal = home.run(&["plugin", "grant", "azure"]);
     assert_ne!(without_terminal.status.code(), Some(0), "no grant without --yes or a terminal");
     refused(&home.run(&["get", "azure"]), "still not granted");
+}
+
+/// keyhelper-full links no compiler: `keyhelper-compile`, beside it, compiles
+/// a plugin once; without it the first call fails in one line saying so (the
+/// provider never runs), and once the artifact exists it is not needed.
+#[test]
+fn plugins_are_compiled_by_keyhelper_compile_once() {
+    let az = support::fake_az::FakeAz::new("compiler", "[credentials.work]\nprovider = \"azure\"\n");
+    let installed = az.home.path().join("installed");
+    std::fs::create_dir(&installed).unwrap();
+    let full = installed.join("keyhelper-full");
+    std::fs::copy(env!("CARGO_BIN_EXE_keyhelper-full"), &full).unwrap();
+    let get = || az.home.command(&full).args(["get", "work", "--no-cache"]).output_within();
+
+    let without = get();
+    assert_eq!(without.status.code(), Some(1), "{}", stderr(&without));
+    let message = stderr(&without);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("plugin 'azure': cannot compile it with"), "{message}");
+    assert!(message.contains("keyhelper-compile must sit beside keyhelper-full"), "{message}");
+    assert!(stdout(&without).is_empty());
+    assert_eq!(az.calls(), 0);
+
+    std::fs::copy(support::compiler_exe(), installed.join("keyhelper-compile")).unwrap();
+    assert_eq!(stdout(&get()), "token-1\n");
+    let artifacts: Vec<_> = std::fs::read_dir(az.home.path().join(".cache/keyhelper/plugins"))
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+
+    std::fs::remove_file(installed.join("keyhelper-compile")).unwrap();
+    assert_eq!(stdout(&get()), "token-2\n", "the stored artifact runs without the compiler");
 }

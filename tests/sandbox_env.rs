@@ -38,7 +38,8 @@ fn plugins_and_their_programs_see_only_declared_variables() {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "parent-aws-secret");
     }
     let artifacts = support::TempDir::new("sandbox-env");
-    let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+    let runtime =
+        PluginRuntime::with_compiler(artifacts.path().to_path_buf(), support::compiler_exe()).unwrap();
     let wasm = support::fixture_wasm("hostile");
     let sha256 = hex::encode(Sha256::digest(&wasm));
     let plugin = runtime

@@ -1,7 +1,8 @@
 //! How keyhelper was invoked, and where its other half is. Docker runs
 //! credential helpers as `docker-credential-<name> <action>`, so a symlink of
 //! that name to keyhelper speaks Docker's protocol; the small `keyhelper`
-//! executable runs `keyhelper-full`, installed beside it.
+//! executable runs `keyhelper-full`, installed beside it, which runs
+//! `keyhelper-compile` to compile a plugin.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,21 @@ pub const FULL_EXECUTABLE: &str = "keyhelper-full";
 /// `keyhelper-full` (`keyhelper-full.exe` on Windows) beside the running
 /// executable (symlinks to it resolved).
 pub fn full_executable() -> PathBuf {
-    let name = format!("{FULL_EXECUTABLE}{}", std::env::consts::EXE_SUFFIX);
+    beside_this_executable(FULL_EXECUTABLE)
+}
+
+/// The plugin compiler's file name; it lives beside `keyhelper-full`.
+pub const COMPILER_EXECUTABLE: &str = "keyhelper-compile";
+
+/// `keyhelper-compile` (`keyhelper-compile.exe` on Windows) beside the
+/// running executable (symlinks to it resolved).
+pub fn compiler_executable() -> PathBuf {
+    beside_this_executable(COMPILER_EXECUTABLE)
+}
+
+/// `name` plus the platform's executable suffix, beside the running executable.
+fn beside_this_executable(name: &str) -> PathBuf {
+    let name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     std::env::current_exe().map(|exe| exe.with_file_name(&name)).unwrap_or_else(|_| PathBuf::from(name))
 }
 

@@ -50,6 +50,8 @@ fn required_or_not(required: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use keyhelper_core::bundled_manifests::BUNDLED_MANIFESTS;
 
     use super::*;
@@ -106,7 +108,15 @@ mod tests {
     #[test]
     fn every_bundled_manifest_agrees_with_its_plugin() {
         let artifacts = tempfile::tempdir().unwrap();
-        let runtime = PluginRuntime::new(artifacts.path().to_path_buf()).unwrap();
+        // This test executable is in target/<profile>/deps; `cargo xtask test`
+        // builds keyhelper-compile into target/<profile>.
+        let exe = std::env::current_exe().unwrap();
+        let compiler = exe.parent().and_then(Path::parent).unwrap().join(format!(
+            "{}{}",
+            keyhelper_core::invocation::COMPILER_EXECUTABLE,
+            std::env::consts::EXE_SUFFIX
+        ));
+        let runtime = PluginRuntime::with_compiler(artifacts.path().to_path_buf(), compiler).unwrap();
         for (name, text) in BUNDLED_MANIFESTS {
             let manifest = ProviderManifest::parse(text).unwrap();
             let plugin = bundled::find(&manifest.plugin).expect("the manifest names a bundled plugin");

@@ -6,6 +6,9 @@
 //!   notices if one ever brings them back. A stripped Rust binary still names
 //!   the crates its code came from, in the source paths of panic locations
 //!   (`…/tokio-1.47.1/src/…`): those paths are what is searched for.
+//! - `keyhelper-full`, built alone as it ships, must not link Cranelift:
+//!   plugins are compiled by `keyhelper-compile`, and a compiler in the
+//!   complete program costs every call that runs a plugin about 1 ms.
 //! - The plugin SDK (`keyhelper-plugin`) must package with the WIT contract
 //!   it binds, so that a third party can build against a released SDK.
 
@@ -24,6 +27,11 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("/cranelift-", "Cranelift"),
 ];
 
+/// The crates of wasmtime's compilers (the runtime itself uses a few small
+/// `cranelift-*` data-structure crates, which are not among them).
+const COMPILERS: &[&str] =
+    &["cranelift-codegen", "wasmtime-internal-cranelift", "winch-codegen", "wasmtime-internal-winch"];
+
 /// The most the small executable may weigh.
 const MAX_BYTES: u64 = 2 << 20;
 
@@ -34,7 +42,37 @@ const SDK_WIT: &[&str] =
 /// Runs every check.
 pub fn check() -> Result<()> {
     small_executable()?;
+    full_without_compiler()?;
     sdk_package()
+}
+
+/// Resolves `keyhelper-full`'s dependencies as its release build does (its
+/// package alone) and checks that no Cranelift crate is among them.
+fn full_without_compiler() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["tree", "--package", "keyhelper-host", "--edges", "normal", "--prefix", "none"])
+        .args(["--format", "{p}"])
+        .output()
+        .context("running cargo tree")?;
+    if !output.status.success() {
+        bail!("`cargo tree -p keyhelper-host` fails: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let compilers: std::collections::BTreeSet<&str> = listed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| COMPILERS.contains(name))
+        .collect();
+    if !compilers.is_empty() {
+        bail!(
+            "keyhelper-full links a compiler ({}); keep wasmtime's `cranelift` feature in compiler/ alone",
+            compilers.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    println!("xtask: keyhelper-full links no compiler (Cranelift is in keyhelper-compile)");
+    Ok(())
 }
 
 /// Builds the release small executable and checks what it links and weighs.

@@ -31,7 +31,8 @@ pub const CROSS_TOOLS: &[(&str, &str)] =
     &[("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"), (WINE, "wine64"), ("clang", "clang")];
 
 /// The packages that the executables are made of.
-const PACKAGES: [&str; 6] = ["-p", "keyhelper", "-p", "keyhelper-host", "-p", "keyhelper-core"];
+const PACKAGES: [&str; 8] =
+    ["-p", "keyhelper", "-p", "keyhelper-host", "-p", "keyhelper-compile", "-p", "keyhelper-core"];
 
 /// `cargo clippy` for macOS, with the stub headers.
 pub fn lint_macos() -> Result<()> {
@@ -65,7 +66,7 @@ pub fn test_windows() -> Result<()> {
         ]);
         command
     };
-    run(cargo_for_windows(&["build", "--bins"]).args(&PACKAGES[..4]))?;
+    run(cargo_for_windows(&["build", "--bins"]).args(&PACKAGES[..6]))?;
     run(&mut cargo_for_windows(&["test", "--no-run", "-p", "keyhelper-core"]))?;
     let bin = workspace_root().join("target").join(WINDOWS_TARGET).join("debug");
     build_prng_stand_in(&bin)?;

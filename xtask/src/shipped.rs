@@ -129,15 +129,20 @@ pub fn build_release(selection: &[&str], build: &ShippedBuild) -> Result<()> {
 }
 
 impl ShippedBuild {
-    /// Builds both executables as they ship (`keyhelper-full` for release,
-    /// `keyhelper` with its own profile) and puts fresh copies of them side
-    /// by side, as `cargo xtask install` does; returns that directory.
+    /// Builds the three executables as they ship (`keyhelper-full` and
+    /// `keyhelper-compile` for release, each alone so that Cranelift stays out
+    /// of `keyhelper-full`, and `keyhelper` with its own profile) and puts
+    /// fresh copies of them side by side, as `cargo xtask install` does;
+    /// returns that directory.
     pub fn build_executables(&self) -> Result<PathBuf> {
         build_release(&["-p", "keyhelper-host", "--bin", "keyhelper-full"], self)?;
+        build_release(&["-p", "keyhelper-compile"], self)?;
         build_profile(&["-p", "keyhelper", "--bin", "keyhelper"], SMALL_PROFILE, self)?;
         let dir = workspace_root().join("target").join("shipped");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (profile, name) in [("release", "keyhelper-full"), (SMALL_PROFILE, "keyhelper")] {
+        for (profile, name) in
+            [("release", "keyhelper-full"), ("release", "keyhelper-compile"), (SMALL_PROFILE, "keyhelper")]
+        {
             let built = self.bin_dir(profile).join(name);
             let copy = dir.join(name);
             let _ = std::fs::remove_file(&copy);

@@ -173,14 +173,15 @@ pub fn test(args: &[String]) -> Result<()> {
         .arg(&example)
         .args(["--", "-D", "warnings"]))?;
     run(Command::new(&cargo).current_dir(&root).args(["test", "--manifest-path"]).arg(&example))?;
-    // The host's integration tests run both executables as they ship; the
-    // small one belongs to another package, so it is built first, into the
-    // same directory. The other crates (core, plugins, which ship as wasm, and
-    // xtask) build as usual.
+    // The host's integration tests run the executables as they ship; the
+    // small one and the plugin compiler belong to other packages, so they are
+    // built first, into the same directory (and the host without Cranelift).
+    // The other crates (core, plugins, which ship as wasm, and xtask) build
+    // as usual.
     let shipped = ShippedBuild::for_host()?;
     run(Command::new(&cargo)
         .current_dir(&root)
-        .args(["build", "--package", "keyhelper"])
+        .args(["build", "--package", "keyhelper", "--package", "keyhelper-compile"])
         .args(shipped.cargo_args()))?;
     let extra: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
     run(Command::new(&cargo)
@@ -206,16 +207,16 @@ pub fn test(args: &[String]) -> Result<()> {
     crate::cross::lint_macos()
 }
 
-/// `cargo xtask install`: the wasm target, then both executables
-/// (`keyhelper` from `front/`, `keyhelper-full` from `host/`) with `cargo
-/// install`, built as they ship (see [`ShippedBuild`]) in one shared target
-/// directory.
+/// `cargo xtask install`: the wasm target, then the three executables
+/// (`keyhelper` from `front/`, `keyhelper-full` from `host/`,
+/// `keyhelper-compile` from `compiler/`) with `cargo install`, built as they
+/// ship (see [`ShippedBuild`]) in one shared target directory.
 pub fn install() -> Result<()> {
     ensure_wasm_target()?;
     let shipped = ShippedBuild::for_host()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = workspace_root().join("target").join("install");
-    for (package, profile) in [("host", "release"), ("front", SMALL_PROFILE)] {
+    for (package, profile) in [("host", "release"), ("compiler", "release"), ("front", SMALL_PROFILE)] {
         run(Command::new(&cargo)
             .current_dir(workspace_root())
             .args(["install", "--locked", "--path", package, "--profile", profile, "--target-dir"])

@@ -9,6 +9,7 @@ mod argv_guard;
 pub mod artifacts;
 pub mod bindings;
 pub mod capability;
+mod engine;
 mod host_calls;
 pub mod http;
 pub mod outcome;
@@ -17,15 +18,14 @@ pub mod versions;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use keyhelper_core::credential::{Credential, Secret};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use zeroize::Zeroizing;
 
-use self::artifacts::ArtifactCache;
+use self::artifacts::{ArtifactCache, CompileError};
 use self::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use self::outcome::{FailureKind, PluginInfo, PluginOption, ProviderFailure, Validation, Verdict};
 use self::sandbox::{CallContext, LimitExceeded, PluginState};
@@ -67,6 +67,14 @@ pub enum PluginError {
         /// Plugin name.
         plugin: String,
         /// What is wrong with it.
+        problem: String,
+    },
+    /// `keyhelper-compile` could not be run (an installation problem).
+    #[error("plugin '{plugin}': {problem}")]
+    Compiler {
+        /// Plugin name.
+        plugin: String,
+        /// What went wrong, with the fix.
         problem: String,
     },
     /// The plugin was stopped by the sandbox or crashed.
@@ -111,9 +119,16 @@ pub struct PluginRuntime {
 }
 
 impl PluginRuntime {
-    /// A runtime that keeps compiled plugins in `artifact_dir`.
+    /// A runtime that keeps compiled plugins in `artifact_dir` and compiles
+    /// them with `keyhelper-compile`, installed beside this executable.
     pub fn new(artifact_dir: PathBuf) -> anyhow::Result<Self> {
-        let engine = shared_engine()?;
+        Self::with_compiler(artifact_dir, keyhelper_core::invocation::compiler_executable())
+    }
+
+    /// A runtime that compiles plugins with the `keyhelper-compile` at
+    /// `compiler` (tests, whose executables do not sit beside it).
+    pub fn with_compiler(artifact_dir: PathBuf, compiler: PathBuf) -> anyhow::Result<Self> {
+        let engine = engine::shared()?;
         let mut linker = Linker::new(&engine);
         // WASI with an empty context: Rust std links against it, but there are
         // no files, sockets, variables, arguments or stdio behind it.
@@ -121,7 +136,7 @@ impl PluginRuntime {
         v0_1_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         v0_2_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         v0_3_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
-        let artifacts = ArtifactCache::new(artifact_dir, &engine);
+        let artifacts = ArtifactCache::new(artifact_dir, compiler);
         Ok(Self { engine, linker, artifacts })
     }
 
@@ -149,9 +164,14 @@ impl PluginRuntime {
                 if source.check == IntegrityCheck::BeforeCompiling {
                     check()?;
                 }
-                self.artifacts
-                    .compile(&self.engine, source.sha256, &source.wasm)
-                    .map_err(|e| incompatible(format!("is not a valid component: {e}")))?
+                self.artifacts.compile(&self.engine, source.sha256, &source.wasm).map_err(|e| match e {
+                    CompileError::Invalid(problem) => {
+                        incompatible(format!("is not a valid component: {problem}"))
+                    }
+                    e @ CompileError::Compiler { .. } => {
+                        PluginError::Compiler { plugin: plugin.clone(), problem: e.to_string() }
+                    }
+                })?
             }
         };
         let version = contract_version(&self.engine, &component).map_err(incompatible)?;
@@ -172,28 +192,6 @@ impl PluginRuntime {
             .map_err(|e| incompatible(format!("does not match the plugin world: {}", root_message(&e))))?;
         Ok(LoadedPlugin { name: plugin, engine: self.engine.clone(), pre, api_version: version })
     }
-}
-
-/// One engine per process, with its epoch ticker thread.
-fn shared_engine() -> anyhow::Result<Engine> {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    if let Some(engine) = ENGINE.get() {
-        return Ok(engine.clone());
-    }
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config.wasm_component_model(true);
-    let engine = Engine::new(&config)?;
-    let engine = ENGINE.get_or_init(|| engine).clone();
-    let weak = engine.weak();
-    std::thread::spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(sandbox::EPOCH_TICK);
-        }
-    });
-    Ok(engine)
 }
 
 /// Tells a component from a core module or a non-wasm file, before compiling.

@@ -107,6 +107,7 @@ impl From<PluginError> for Failure {
             PluginError::Integrity { .. } => Failure::new(ExitClass::Plugin, error.to_string())
                 .hint("reinstall keyhelper (bundled plugins) or the plugin (`keyhelper plugin install`)"),
             PluginError::Incompatible { .. } => Failure::new(ExitClass::Plugin, error.to_string()),
+            PluginError::Compiler { .. } => Failure::new(ExitClass::Internal, error.to_string()),
             PluginError::Stopped { .. } => Failure::new(ExitClass::Plugin, error.to_string())
                 .hint("report this to the plugin's author; run with -v for its log"),
         }
