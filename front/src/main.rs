@@ -4,7 +4,7 @@
 //!
 //! Why two executables: most of a cache hit's cost is the kernel mapping and
 //! unmapping the pages a process touches. In the complete program (wasmtime,
-//! Cranelift, rustls, hyper: about 29 MB) the few functions a hit needs lie
+//! rustls, hyper: about 16 MB) the few functions a hit needs lie
 //! scattered over its whole text, so a hit touches twice the pages of a
 //! trivial program and takes 1.5× its time; linked alone they make a 1.6 MB
 //! executable that starts like a trivial program. A miss pays one extra
