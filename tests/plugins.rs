@@ -317,7 +317,23 @@ fn plugins_are_compiled_by_keyhelper_compile_once() {
     assert!(stdout(&without).is_empty());
     assert_eq!(az.calls(), 0);
 
-    std::fs::copy(support::compiler_exe(), installed.join("keyhelper-compile")).unwrap();
+    // A stand-in that records its environment and fails: the compiler gets
+    // none of the caller's variables but PATH and HOME, and a failure that is
+    // not a refusal of the plugin is reported as the compiler's.
+    let seen = az.home.path().join("compiler-env");
+    let stand_in = installed.join("keyhelper-compile");
+    std::fs::write(&stand_in, format!("#!/bin/sh\nenv > '{}'\nexit 3\n", seen.display())).unwrap();
+    std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let failed = az.home.command(&full).args(["get", "work"]).env("CALLER_ONLY", "x").output_within();
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("it ended with exit status: 3"), "{}", stderr(&failed));
+    let env = std::fs::read_to_string(&seen).unwrap();
+    let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    assert!(names.contains(&"PATH") && names.contains(&"HOME"), "{env}");
+    assert!(!names.contains(&"CALLER_ONLY") && !names.contains(&"XDG_CACHE_HOME"), "{env}");
+    assert_eq!(az.calls(), 0);
+
+    std::fs::copy(support::compiler_exe(), &stand_in).unwrap();
     assert_eq!(stdout(&get()), "token-1\n");
     let artifacts: Vec<_> = std::fs::read_dir(az.home.path().join(".cache/keyhelper/plugins"))
         .unwrap()
@@ -326,6 +342,6 @@ fn plugins_are_compiled_by_keyhelper_compile_once() {
         .collect();
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
 
-    std::fs::remove_file(installed.join("keyhelper-compile")).unwrap();
+    std::fs::remove_file(&stand_in).unwrap();
     assert_eq!(stdout(&get()), "token-2\n", "the stored artifact runs without the compiler");
 }

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use keyhelper_core::platform::Exposure;
+use keyhelper_core::platform::{self, Exposure};
 use keyhelper_core::private_fs::{self, Durability};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -96,9 +96,15 @@ impl ArtifactCache {
         Ok(component)
     }
 
-    /// Runs the compiler with `wasm` on its stdin; returns its stdout.
+    /// Runs the compiler with `wasm` on its stdin; returns its stdout. It gets
+    /// only the variables every program needs (`PATH`, `HOME`, and on Windows
+    /// `SystemRoot`…), none of the caller's others.
     fn run_compiler(&self, wasm: &[u8]) -> Result<Vec<u8>, CompileError> {
+        let inherited =
+            platform::BASE_CHILD_ENV.iter().filter_map(|name| Some((name, std::env::var_os(name)?)));
         let mut child = Command::new(&self.compiler)
+            .env_clear()
+            .envs(inherited)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
