@@ -83,6 +83,15 @@ impl Upstream {
             .collect()
     }
 
+    /// Each logged request's field `name`.
+    fn logged(&self, name: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[name].clone())
+            .collect()
+    }
+
     fn saw_client_key(&self) -> bool {
         std::fs::read_to_string(&self.log).unwrap_or_default().contains("\"client_key_seen\": true")
     }
@@ -346,6 +355,33 @@ fn clients_without_the_key_get_401_and_never_reach_the_upstream() {
     }
     assert!(upstream.statuses().is_empty());
     assert_eq!(az_calls(&home), 0);
+}
+
+/// Upstream connections are kept alive and reused across client
+/// connections (each worker keeps its own), and each request carries the
+/// upstream's `Host` and an origin-form target.
+#[test]
+fn upstream_connections_are_reused_with_the_upstreams_host() {
+    let home = home("proxy-reuse", 3600);
+    let upstream = Upstream::start(&home, None);
+    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &[]);
+    for _ in 0..12 {
+        assert_eq!(proxy.request("/v1/models?limit=2", Some(CLIENT_KEY)).0, 200);
+    }
+    let peers: std::collections::BTreeSet<u64> =
+        upstream.logged("peer").iter().map(|p| p.as_u64().unwrap()).collect();
+    assert!(
+        !peers.is_empty() && peers.len() <= 8,
+        "12 requests came on {} connections: {peers:?}",
+        peers.len()
+    );
+    let expected_host = format!("127.0.0.1:{}", upstream.port);
+    assert!(upstream.logged("host").iter().all(|h| h == &expected_host), "{:?}", upstream.logged("host"));
+    assert!(
+        upstream.logged("path").iter().all(|p| p == "/v1/models?limit=2"),
+        "{:?}",
+        upstream.logged("path")
+    );
 }
 
 #[test]

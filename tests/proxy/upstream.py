@@ -67,6 +67,8 @@ def main():
             ok = accepted(auth)
             log({
                 "path": self.path,
+                "host": self.headers.get("host"),
+                "peer": self.client_address[1],
                 "status": 200 if ok else 401,
                 "token": (auth or "")[len("Bearer "):],
                 "client_key_seen": any("kh-" in (self.headers.get(h) or "") or "client-key" in (self.headers.get(h) or "")

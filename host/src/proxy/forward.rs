@@ -12,10 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use keyhelper_core::failure::{ExitClass, Failure};
 use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
@@ -26,6 +24,7 @@ use super::access::ClientKey;
 use super::credential_source::Authorization;
 use super::quota;
 use super::route::{Backend, Route};
+use super::upstream::{UpstreamError, UpstreamResponse, Upstreams};
 
 /// A body in either direction.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -43,7 +42,7 @@ const HOP_BY_HOP: [&str; 8] =
 
 /// The proxy's request handler.
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    upstreams: Upstreams,
     route: Arc<Route>,
     client_key: ClientKey,
 }
@@ -55,13 +54,18 @@ enum OutgoingBody {
 
 impl Forwarder {
     /// A forwarder along `route` over TLS (the platform's roots, or
-    /// `--upstream-ca`) or plain HTTP, with pooled keep-alive connections.
+    /// `--upstream-ca`) or plain HTTP, with keep-alive connections.
     pub fn new(options: &ProxyOptions, route: Arc<Route>, client_key: ClientKey) -> Result<Self, Failure> {
         let tls = tls_config(options)?;
-        let connector =
-            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { client, route, client_key })
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        Ok(Self { upstreams: Upstreams::new(connector), route, client_key })
     }
 
     /// Handles one client request; every failure becomes a JSON error response.
@@ -161,7 +165,7 @@ impl Forwarder {
         parts: &hyper::http::request::Parts,
         body: OutgoingBody,
         replay: Option<&Bytes>,
-    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+    ) -> Result<UpstreamResponse, Response<ProxyBody>> {
         let uri = backend
             .upstream_uri(&parts.uri)
             .map_err(|message| error_response(StatusCode::BAD_REQUEST, "bad_request", &message))?;
@@ -214,7 +218,7 @@ impl Forwarder {
         uri: &Uri,
         body: OutgoingBody,
         authorization: &Authorization,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let body: ProxyBody = match body {
             OutgoingBody::Replayable(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),
             OutgoingBody::Streaming(incoming) => incoming.boxed(),
@@ -233,14 +237,14 @@ impl Forwarder {
             headers.insert(name.clone(), value.clone());
         }
         headers.insert(authorization.name.clone(), authorization.value.clone());
-        self.client.request(request).await
+        self.upstreams.send(request).await
     }
 }
 
 /// Reads an error response's body (at most [`quota::MAX_ERROR_BODY`]) to
 /// judge it; a larger one cannot be a quota error and is reported as a 502.
 async fn read_error_body(
-    response: Response<Incoming>,
+    response: UpstreamResponse,
 ) -> Result<(hyper::http::response::Parts, Bytes), Response<ProxyBody>> {
     let (head, body) = response.into_parts();
     match http_body_util::Limited::new(body, quota::MAX_ERROR_BODY).collect().await {
@@ -261,7 +265,7 @@ fn rebuilt(mut head: hyper::http::response::Parts, body: Bytes) -> Response<Prox
 }
 
 /// The upstream's response, its body streamed as it arrives.
-fn pass_back(response: Response<Incoming>) -> Response<ProxyBody> {
+fn pass_back(response: UpstreamResponse) -> Response<ProxyBody> {
     let (mut head, body) = response.into_parts();
     keep_end_to_end(&mut head.headers);
     Response::from_parts(head, body.boxed())

@@ -16,6 +16,7 @@ mod credential_source;
 mod forward;
 mod quota;
 mod route;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
