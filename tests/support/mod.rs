@@ -24,7 +24,7 @@ pub const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 /// these tests by itself).
 pub fn keyhelper_exe() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| beside_full("keyhelper", "keyhelper"))
+    EXE.get_or_init(|| beside_full("keyhelper"))
 }
 
 /// `keyhelper-compile`, which `cargo xtask test` builds beside
@@ -32,16 +32,16 @@ pub fn keyhelper_exe() -> &'static Path {
 /// their own process give it to `PluginRuntime::with_compiler`.
 pub fn compiler_exe() -> PathBuf {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| beside_full("keyhelper-compile", "keyhelper-compile")).clone()
+    EXE.get_or_init(|| beside_full("keyhelper-compile")).clone()
 }
 
-/// The executable `name` of `package`, beside `keyhelper-full`.
-fn beside_full(name: &str, package: &str) -> PathBuf {
+/// The executable `name` (its package's name too), beside `keyhelper-full`.
+fn beside_full(name: &str) -> PathBuf {
     let exe = Path::new(env!("CARGO_BIN_EXE_keyhelper-full"))
         .with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         exe.exists(),
-        "{} is missing; run the tests with `cargo xtask test`, which builds it (or `cargo build -p {package}` with the same flags first)",
+        "{} is missing; run the tests with `cargo xtask test`, which builds it (or `cargo build -p {name}` with the same flags first)",
         exe.display()
     );
     exe
