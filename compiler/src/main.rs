@@ -41,10 +41,12 @@ fn main() -> ExitCode {
 }
 
 /// Compiles `wasm` with the settings of keyhelper-full's engine
-/// (`host/src/runtime/engine.rs`): epoch interruption and the component model.
+/// (`host/src/runtime/engine.rs`): fuel, the component model, no unwind
+/// information.
 fn compile(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     let mut config = Config::new();
-    config.epoch_interruption(true);
+    config.consume_fuel(true);
     config.wasm_component_model(true);
+    config.native_unwind_info(false);
     Engine::new(&config)?.precompile_component(wasm)
 }

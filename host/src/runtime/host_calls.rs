@@ -154,7 +154,7 @@ impl PluginState {
         let left = self.time_left().map_err(HostFailure::TimedOut)?;
         let cut_by_deadline = left < limits.timeout;
         limits.timeout = limits.timeout.min(left);
-        self.host_call(|_| process::run(program, args, &env, stdin, limits)).map_err(|e| match e {
+        process::run(program, args, &env, stdin, limits).map_err(|e| match e {
             ProcessError::TimedOut { .. } if cut_by_deadline => HostFailure::TimedOut(format!(
                 "`{program}` was stopped: the plugin call ran past its deadline of {}s",
                 self.call.limits.call.as_secs_f32()
@@ -199,7 +199,7 @@ impl PluginState {
         }
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
-        let found = self.host_call(|_| secrets.read(&provider, connection, name)).map_err(|e| {
+        let found = secrets.read(&provider, connection, name).map_err(|e| {
             self.store_failure = Some(e.to_string());
             HostFailure::Failed(format!("could not read the secret store: {e}"))
         })?;
@@ -225,8 +225,8 @@ impl PluginState {
         }
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
-        let guard = self
-            .host_call(|_| secrets.lock_connection(&provider, connection))
+        let guard = secrets
+            .lock_connection(&provider, connection)
             .map_err(|e| HostFailure::Failed(format!("could not lock connection '{connection}': {e}")))?;
         self.connection_lock = Some((connection.to_string(), guard));
         Ok(())
@@ -268,7 +268,7 @@ impl PluginState {
         let provider = self.call.provider.clone();
         let secrets = self.call.secrets.clone();
         let secret = keyhelper_core::credential::Secret::new(value);
-        self.host_call(|_| secrets.save(&provider, connection, name, &secret)).map_err(|e| {
+        secrets.save(&provider, connection, name, &secret).map_err(|e| {
             self.store_failure = Some(e.to_string());
             HostFailure::Failed(format!("could not save `{name}` in the secret store: {e}"))
         })
@@ -291,9 +291,7 @@ impl PluginState {
             std::fs::File::open(path)?.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
             Ok(bytes)
         };
-        let bytes = self
-            .host_call(|_| read())
-            .map_err(|e| HostFailure::Failed(format!("cannot read {path}: {e}")))?;
+        let bytes = read().map_err(|e| HostFailure::Failed(format!("cannot read {path}: {e}")))?;
         if bytes.len() as u64 > MAX_FILE {
             return Err(HostFailure::TooLarge(format!("{path} is larger than {MAX_FILE} bytes")));
         }
@@ -316,7 +314,7 @@ impl PluginState {
         let timeout = limits.http_timeout.min(self.time_left().map_err(HostFailure::TimedOut)?);
         tracing::debug!("{} {url}", request.method);
         let request = http::Request { url: &url, ..*request };
-        Ok(self.host_call(|_| http::send(&request, timeout, limits.http_max_body))?)
+        Ok(http::send(&request, timeout, limits.http_max_body)?)
     }
 
     /// `log`: kept (bounded) and emitted, redacted, after the call.

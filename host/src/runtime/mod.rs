@@ -386,10 +386,13 @@ impl LoadedPlugin {
     }
 
     fn stopped(&self, error: &wasmtime::Error, state: &PluginState, limits: sandbox::Limits) -> PluginError {
+        let out_of_fuel = error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel);
         let problem = match error.downcast_ref::<LimitExceeded>() {
-            Some(LimitExceeded::Cpu) => {
-                format!("was stopped: it used more than {}s of CPU time", limits.cpu.as_secs_f32())
-            }
+            None if out_of_fuel => format!(
+                "was stopped: it used up its CPU budget ({} million wasm instructions, about {}s)",
+                limits.fuel() / 1_000_000,
+                limits.cpu.as_secs_f32()
+            ),
             Some(LimitExceeded::Memory) => {
                 format!("was stopped: it tried to use more than {} MiB of memory", limits.memory >> 20)
             }

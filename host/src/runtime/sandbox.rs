@@ -1,6 +1,8 @@
 //! The per-call state of a plugin instance and the limits that fence it in:
 //! an empty WASI context (no files, no sockets, no env, no args, no stdio), a
-//! memory cap, and a guest CPU budget enforced with epoch interruption.
+//! memory cap, a CPU budget kept with wasmtime's fuel (wasm instructions,
+//! each host call charged too), and a wall-clock deadline checked whenever
+//! the plugin calls the host.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,15 +10,25 @@ use std::time::{Duration, Instant};
 use keyhelper_core::capabilities::Capabilities;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::platform::process::ProcessLimits;
-use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{CallHook, ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
 use super::capability::CapabilityGrant;
 
-/// How often the engine's epoch advances; the granularity of the CPU limit.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Fuel a plugin gets per second of its CPU budget. wasmtime charges about
+/// one unit per wasm instruction; an empty loop burns 10^9 of them in 0.2 s
+/// on the 2-core development VM, code that touches memory and calls
+/// functions takes longer per instruction, so a second of budget is at most
+/// about a second of CPU. A provider's own work (building arguments, parsing
+/// a tool's JSON) takes well under a million.
+pub const FUEL_PER_CPU_SECOND: u64 = 1_000_000_000;
+
+/// Fuel each call into the host costs on top of the guest's own, so that a
+/// plugin looping on cheap host calls (the clock, a refused request) also
+/// meets its budget.
+const FUEL_PER_HOST_CALL: u64 = 10_000;
 
 /// Bytes of a plugin's own stderr (e.g. a panic message) kept for diagnostics.
 const STDERR_CAPACITY: usize = 16 * 1024;
@@ -27,7 +39,8 @@ pub struct Limits {
     /// Wall-clock time for the whole call, host calls included: each program
     /// or request the plugin starts gets at most what is left of it.
     pub call: Duration,
-    /// Guest CPU time, not counting time spent in host calls.
+    /// Guest CPU time, kept as fuel ([`FUEL_PER_CPU_SECOND`]): the guest's
+    /// instructions, and a fixed charge per host call.
     pub cpu: Duration,
     /// Linear memory, in bytes.
     pub memory: usize,
@@ -126,12 +139,18 @@ impl CallContext {
     }
 }
 
-/// Why the host stopped a plugin.
+impl Limits {
+    /// The fuel of the CPU budget.
+    pub fn fuel(&self) -> u64 {
+        let fuel = self.cpu.as_secs_f64() * FUEL_PER_CPU_SECOND as f64;
+        fuel as u64
+    }
+}
+
+/// Why the host stopped a plugin (running out of fuel is wasmtime's own
+/// `Trap::OutOfFuel`).
 #[derive(Debug, thiserror::Error)]
 pub enum LimitExceeded {
-    /// The guest ran longer than its CPU budget.
-    #[error("CPU limit")]
-    Cpu,
     /// The guest tried to grow its memory past the cap.
     #[error("memory limit")]
     Memory,
@@ -148,8 +167,6 @@ pub struct PluginState {
     memory_limit: usize,
     pub(super) call: CallContext,
     started: Instant,
-    /// Time spent in host calls, which does not count against the CPU budget.
-    pub(super) host_time: Duration,
     /// Capability checks that failed, reported to the user after the call
     /// (the first few, truncated).
     pub(super) denials: Vec<String>,
@@ -186,7 +203,6 @@ impl PluginState {
             memory_limit: call.limits.memory,
             call,
             started: Instant::now(),
-            host_time: Duration::ZERO,
             denials: Vec::new(),
             denials_unrecorded: 0,
             store_failure: None,
@@ -202,14 +218,6 @@ impl PluginState {
         String::from_utf8_lossy(&self.stderr.contents()).into_owned()
     }
 
-    /// Runs `f` as a host call: its duration is not charged to the guest.
-    pub(super) fn host_call<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        let start = Instant::now();
-        let result = f(self);
-        self.host_time += start.elapsed();
-        result
-    }
-
     /// What is left of the call's wall-clock budget, or an error once it is spent.
     pub(super) fn time_left(&self) -> Result<Duration, String> {
         let left = self.call.limits.call.saturating_sub(self.started.elapsed());
@@ -218,10 +226,6 @@ impl PluginState {
         } else {
             Ok(left)
         }
-    }
-
-    fn guest_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_time)
     }
 }
 
@@ -254,20 +258,27 @@ impl ResourceLimiter for PluginState {
     }
 }
 
-/// A store for one call, with the memory limiter and CPU budget installed.
+/// A store for one call, with the memory limiter, the CPU budget and the
+/// deadline installed. Every call into the host (the contract's functions,
+/// WASI's, wasmtime's own such as growing memory) is charged
+/// [`FUEL_PER_HOST_CALL`] and stops the plugin once the call's deadline has
+/// passed; between host calls the guest runs on its fuel alone, so no
+/// thread needs to watch it.
 pub fn new_store(engine: &wasmtime::Engine, call: CallContext) -> Store<PluginState> {
+    let fuel = call.limits.fuel();
     let mut store = Store::new(engine, PluginState::new(call));
     store.limiter(|state| state);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx| {
-        let state = ctx.data();
-        if state.guest_time() > state.call.limits.cpu {
-            Err(LimitExceeded::Cpu.into())
-        } else if state.started.elapsed() > state.call.limits.call {
-            Err(LimitExceeded::Deadline.into())
-        } else {
-            Ok(UpdateDeadline::Continue(1))
+    store.set_fuel(fuel).expect("the engine consumes fuel");
+    store.call_hook(|mut ctx, hook| {
+        if !matches!(hook, CallHook::CallingHost) {
+            return Ok(());
         }
+        let state = ctx.data();
+        if state.started.elapsed() > state.call.limits.call {
+            return Err(LimitExceeded::Deadline.into());
+        }
+        let left = ctx.get_fuel()?;
+        ctx.set_fuel(left.saturating_sub(FUEL_PER_HOST_CALL))
     });
     store
 }
