@@ -41,12 +41,12 @@ fn main() -> ExitCode {
 }
 
 /// Compiles `wasm` with the settings of keyhelper-full's engine
-/// (`host/src/runtime/engine.rs`): fuel, the component model, no unwind
-/// information.
+/// (`host/src/runtime/engine.rs`): fuel, the component model, unwind
+/// information only where the platform needs it.
 fn compile(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     let mut config = Config::new();
     config.consume_fuel(true);
     config.wasm_component_model(true);
-    config.native_unwind_info(false);
+    config.native_unwind_info(keyhelper_core::platform::PLUGIN_CODE_NEEDS_UNWIND_INFO);
     Engine::new(&config)?.precompile_component(wasm)
 }

@@ -29,13 +29,14 @@ use keyhelper_core::{fast_get, platform};
 #[global_allocator]
 static ALLOCATOR: ZeroOnFree<std::alloc::System> = ZeroOnFree(std::alloc::System);
 
-/// The process's entry point, called by the C runtime (std's arguments and
-/// environment work as usual).
+/// The process's entry point, called by the C runtime (std's environment
+/// works as usual; its arguments only with glibc, so they are read here).
 #[unsafe(no_mangle)]
-extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     platform::prepare_bare_process();
     platform::forbid_core_dumps();
-    let args = platform::original_args();
+    // SAFETY: these are the C runtime's own `argc` and `argv`.
+    let args = unsafe { platform::args_of_main(argc, argv) };
     if !invoked_as_docker_helper(&args)
         && let Some(code) = fast_get::try_serve(&args)
     {

@@ -11,6 +11,9 @@ use crate::workspace_root;
 
 /// Where Debian's `wine64` package puts Wine.
 pub const WINE: &str = "/usr/lib/wine/wine64";
+/// Wine's server, beside it (from `libwine`, which `wine64` depends on; the
+/// `wineserver` on PATH comes only with the `wine` package).
+const WINESERVER: &str = "/usr/lib/wine/wineserver";
 
 /// Wine with a prefix of its own, running the executables in `bin`.
 pub(crate) struct Wine {
@@ -76,7 +79,11 @@ impl Wine {
     /// Stops every process of the prefix (a proxy, a renewer) with
     /// `wineserver -k`, so no pipe of theirs stays open.
     pub(crate) fn stop_all(&self) -> Result<()> {
-        let status = Command::new("wineserver").arg("-k").envs(self.environment()).status()?;
+        let status = Command::new(WINESERVER)
+            .arg("-k")
+            .envs(self.environment())
+            .status()
+            .with_context(|| format!("running {WINESERVER}"))?;
         ensure!(status.success() || status.code() == Some(1), "wineserver -k failed: {status}");
         Ok(())
     }

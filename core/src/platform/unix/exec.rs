@@ -20,6 +20,24 @@ pub fn original_args() -> Vec<OsString> {
     std::env::args_os().collect()
 }
 
+/// The arguments the C runtime passed to a `#![no_main]` program's `main`,
+/// `argv[0]` first. They are read from `argv` itself: only glibc also hands
+/// them to std (musl, the BSDs' libc and macOS's do not).
+///
+/// # Safety
+/// `argv` must be the `argv` of `main`, with `argc` entries.
+pub unsafe fn args_of_main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let count = usize::try_from(argc).unwrap_or(0);
+    (0..count)
+        .map(|i| {
+            // SAFETY: the caller promises `argc` valid, NUL-terminated entries.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            OsStr::from_bytes(arg.to_bytes()).to_os_string()
+        })
+        .collect()
+}
+
 /// What a shell reports for `status`: the exit code, or 128 + the signal
 /// that ended the program.
 pub fn exit_code(status: ExitStatus) -> u8 {

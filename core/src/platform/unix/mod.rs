@@ -14,7 +14,7 @@ mod start;
 
 #[cfg(feature = "async")]
 pub use self::exec::stop_requested;
-pub use self::exec::{exit_code, forward_stop_signals_to, hand_over, original_args};
+pub use self::exec::{args_of_main, exit_code, forward_stop_signals_to, hand_over, original_args};
 pub use self::fs::{create_private_dir, open_private, same_file, sync_dir, verify_owned, verify_private};
 #[cfg(target_os = "linux")]
 pub use self::process_linux::run_child;
@@ -113,6 +113,11 @@ pub fn claim_from_environment(claim_var: &str) -> Option<File> {
 /// The variables every program keyhelper runs gets from keyhelper's own
 /// environment, besides those its grant names.
 pub const BASE_CHILD_ENV: &[&str] = &["PATH", "HOME"];
+
+/// Whether compiled plugin code must carry native unwind information: not
+/// here (wasmtime traps, takes backtraces and carries host panics without
+/// it), so it is neither generated nor registered at every load.
+pub const PLUGIN_CODE_NEEDS_UNWIND_INFO: bool = false;
 
 /// What the OS keyring is called here, for messages.
 pub const KEYRING_NAME: &str = if cfg!(target_os = "macos") { "macOS Keychain" } else { "Secret Service" };

@@ -33,6 +33,15 @@ pub fn original_args() -> Vec<OsString> {
     args
 }
 
+/// The arguments of a `#![no_main]` program, as [`original_args`]: from
+/// the UTF-16 command line, not the C runtime's ANSI `argv`.
+///
+/// # Safety
+/// Nothing to uphold on Windows; the signature matches the Unix one.
+pub unsafe fn args_of_main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> Vec<OsString> {
+    original_args()
+}
+
 /// The exit code of `status`, as far as it fits a byte (1 when it does not).
 pub fn exit_code(status: ExitStatus) -> u8 {
     status.code().and_then(|code| u8::try_from(code).ok()).unwrap_or(1)

@@ -23,7 +23,7 @@ use windows_sys::Win32::System::Threading::{
 
 #[cfg(feature = "async")]
 pub use self::exec::stop_requested;
-pub use self::exec::{exit_code, forward_stop_signals_to, hand_over, original_args};
+pub use self::exec::{args_of_main, exit_code, forward_stop_signals_to, hand_over, original_args};
 pub use self::fs::{create_private_dir, open_private, same_file, sync_dir, verify_owned, verify_private};
 pub use self::process::run_child;
 
@@ -77,6 +77,11 @@ pub const BASE_CHILD_ENV: &[&str] = &[
 
 /// What the OS keyring is called here, for messages.
 pub const KEYRING_NAME: &str = "Windows Credential Manager";
+
+/// Whether compiled plugin code must carry native unwind information: on
+/// Windows all code must (structured exception handling walks it), and
+/// wasmtime refuses to leave it out.
+pub const PLUGIN_CODE_NEEDS_UNWIND_INFO: bool = true;
 
 /// Whether asking the OS keyring can get an answer: the Credential Manager
 /// is always there.
