@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::clock::unix_now;
 use crate::private_fs;
@@ -35,6 +35,20 @@ pub struct AuditRecord<'a> {
     pub outcome: &'a str,
     /// For the proxy: the requests served with this credential since its last line.
     pub requests: Option<u64>,
+}
+
+/// One line of the log, its fields in this order.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    credential: &'a str,
+    provider: Option<&'a str>,
+    mode: &'a str,
+    cache: Option<&'a str>,
+    outcome: &'a str,
+    pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests: Option<u64>,
 }
 
 /// The audit log of one user.
@@ -71,19 +85,17 @@ impl AuditLog {
     /// Appends `record` as one line. An audit log that cannot be written is
     /// reported by the caller, never fatal to serving the secret.
     pub fn append(&self, record: &AuditRecord<'_>) -> std::io::Result<()> {
-        let mut line = json!({
-            "time": rfc3339::format(unix_now()),
-            "credential": record.credential,
-            "provider": record.provider,
-            "mode": record.mode,
-            "cache": record.cache,
-            "outcome": record.outcome,
-            "pid": std::process::id(),
-        });
-        if let Some(requests) = record.requests {
-            line["requests"] = requests.into();
-        }
-        let mut bytes = line.to_string().into_bytes();
+        let line = Line {
+            time: rfc3339::format(unix_now()),
+            credential: record.credential,
+            provider: record.provider,
+            mode: record.mode,
+            cache: record.cache,
+            outcome: record.outcome,
+            pid: std::process::id(),
+            requests: record.requests,
+        };
+        let mut bytes = serde_json::to_vec(&line).expect("an audit line serializes");
         bytes.push(b'\n');
         let mut file = private_fs::open_append(&self.path)?;
         // One write: appends of whole lines never interleave.

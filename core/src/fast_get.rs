@@ -28,10 +28,11 @@ use crate::failure::ExitClass;
 use crate::invocation;
 use crate::output::{self, Conventions, Format};
 use crate::paths::Dirs;
+use crate::platform;
 use crate::private_fs::{self, Durability};
 use crate::sources;
 
-const NOTE_VERSION: &str = "keyhelper fast-get note v3";
+const NOTE_VERSION: &str = "keyhelper fast-get note v4";
 
 /// A plain `get` the fast path may serve.
 struct PlainGet {
@@ -64,7 +65,7 @@ pub struct Remembered<'a> {
 pub fn try_serve(args: &[OsString]) -> Option<u8> {
     let get = parse(args)?;
     let dirs = Dirs::locate(None).ok()?;
-    let note = std::fs::read_to_string(note_path(&dirs, &get.name)).ok()?;
+    let note = String::from_utf8(platform::read_file(&note_path(&dirs, &get.name)).ok()?).ok()?;
     let mut lines = note.lines();
     if lines.next()? != NOTE_VERSION || lines.next()? != header(&dirs) {
         return None;

@@ -100,12 +100,7 @@ fn written_temp_file(
 /// one that others could read is refused with an error naming the fix
 /// rather than used.
 pub fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = fs::File::open(path)?;
-    let metadata = platform::verify_private(&file, path)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    platform::read_private_file(path)
 }
 
 /// Whether `path` is this user's, not a symlink, and gives others no more

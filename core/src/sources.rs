@@ -6,11 +6,22 @@
 //! The fast path serves a cached secret only while all of these are exactly
 //! as the full path saw them, so an edit made at any moment, even one that
 //! keeps a file's size and restores its mtime, is never missed.
+//!
+//! A file's line also carries the stamp of the version read (device, inode,
+//! size, modification and change times: git's stat data, from the `fstat`
+//! before the read), unless it had changed in the last seconds before. While
+//! a file's stamp is unchanged the fast path trusts it without reading the
+//! file: opening, reading and hashing the config was a tenth of a cache
+//! hit's time. When the stamp differs (or there is none), it compares the
+//! content's digest, so a file merely touched still holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
+
+use crate::platform;
 
 /// The files and directories read so far, in the order they were read.
 #[derive(Debug, Default)]
@@ -21,9 +32,18 @@ pub struct SourceFiles {
 impl SourceFiles {
     /// Reads `path`, remembering what was read (or that it was absent).
     pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        let result = std::fs::read(path);
-        self.record(file_line(path, result.as_ref().map(Vec::as_slice).map_err(std::io::Error::kind)));
-        result
+        self.read_as_of(path, SystemTime::now())
+    }
+
+    /// [`Self::read`], the time being `now`.
+    fn read_as_of(&self, path: &Path, now: SystemTime) -> std::io::Result<Vec<u8>> {
+        let result = platform::read_file_stamped(path, now);
+        let line = match &result {
+            Ok((bytes, stamp)) => file_line(path, &digest(bytes), stamp.as_deref()),
+            Err(e) => file_line(path, &unreadable(e.kind()), None),
+        };
+        self.record(line);
+        result.map(|(bytes, _)| bytes)
     }
 
     /// Reads `path` as UTF-8 text, remembering what was read.
@@ -65,10 +85,7 @@ pub fn still_holds(line: &str) -> bool {
     };
     let path = || hex::decode(name).ok().and_then(|bytes| String::from_utf8(bytes).ok()).map(PathBuf::from);
     let now = match kind {
-        "file" => match path() {
-            Some(path) => file_line(&path, std::fs::read(&path).as_deref().map_err(std::io::Error::kind)),
-            None => return false,
-        },
+        "file" => return path().is_some_and(|path| file_holds(&path, line)),
         "dir" => match path() {
             Some(path) => dir_line(&path, list_dir(&path).as_deref()),
             None => return false,
@@ -79,13 +96,38 @@ pub fn still_holds(line: &str) -> bool {
     now == line
 }
 
-fn file_line(path: &Path, read: Result<&[u8], std::io::ErrorKind>) -> String {
-    let state = match read {
-        Ok(bytes) => digest(bytes),
-        Err(std::io::ErrorKind::NotFound) => "absent".to_string(),
-        Err(kind) => format!("unreadable-{kind:?}"),
+/// Whether the file `line` recorded is still the version it was: by its
+/// stamp when it has one that still matches, else by its content.
+fn file_holds(path: &Path, line: &str) -> bool {
+    let mut fields = line.split(' ').skip(2);
+    let (Some(state), stamp, None) = (fields.next(), fields.next(), fields.next()) else {
+        return false;
     };
-    format!("file {} {state}", encode_path(path))
+    if stamp.is_some_and(|stamp| platform::current_stamp(path).as_deref() == Some(stamp)) {
+        return true;
+    }
+    let now = match platform::read_file(path) {
+        Ok(bytes) => digest(&bytes),
+        Err(e) => unreadable(e.kind()),
+    };
+    now == state
+}
+
+/// `file <path> <state> [<stamp>]`: the state is the content's digest,
+/// `absent` or `unreadable-<why>`.
+fn file_line(path: &Path, state: &str, stamp: Option<&str>) -> String {
+    match stamp {
+        Some(stamp) => format!("file {} {state} {stamp}", encode_path(path)),
+        None => format!("file {} {state}", encode_path(path)),
+    }
+}
+
+/// The state of a file that could not be read.
+fn unreadable(kind: std::io::ErrorKind) -> String {
+    match kind {
+        std::io::ErrorKind::NotFound => "absent".to_string(),
+        kind => format!("unreadable-{kind:?}"),
+    }
 }
 
 fn dir_line(dir: &Path, listed: Option<&[PathBuf]>) -> String {
@@ -140,6 +182,51 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         assert!(!still_holds(&line));
         assert!(SourceFiles::default().read(&file).is_err());
+    }
+
+    /// The line recorded for reading `file` as if at `now`.
+    fn read_line_as_of(file: &Path, now: SystemTime) -> String {
+        let sources = SourceFiles::default();
+        sources.read_as_of(file, now).unwrap();
+        sources.lines().pop().unwrap()
+    }
+
+    #[test]
+    fn a_settled_file_is_known_by_its_stamp_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "a = 1\n").unwrap();
+        if platform::current_stamp(&file).is_none() {
+            return; // this platform keeps no stamps (Windows): content decides, as tested below
+        }
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        let line = read_line_as_of(&file, later);
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 4, "a stamp after the digest: {line}");
+        // The stamp alone decides while it matches: a wrong digest still holds.
+        let wrong_digest = format!("{} {} {} {}", fields[0], fields[1], "0".repeat(64), fields[3]);
+        assert!(still_holds(&wrong_digest));
+        // Rewritten in place with its size and modification time put back:
+        // its change time moved, and its content is what decides.
+        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::fs::write(&file, "a = 2\n").unwrap();
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+        assert!(!still_holds(&line));
+        assert!(!still_holds(&wrong_digest));
+    }
+
+    #[test]
+    fn a_file_changed_just_before_it_was_read_has_no_stamp_and_a_touch_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "a = 1\n").unwrap();
+        let line = read_line_as_of(&file, SystemTime::now());
+        assert_eq!(line.split(' ').count(), 3, "no stamp for a file changed this instant: {line}");
+        let settled = read_line_as_of(&file, SystemTime::now() + std::time::Duration::from_secs(10));
+        // Touched: other times, the same content.
+        let file_handle = std::fs::File::options().write(true).open(&file).unwrap();
+        file_handle.set_modified(SystemTime::now() + std::time::Duration::from_secs(60)).unwrap();
+        assert!(still_holds(&line) && still_holds(&settled));
     }
 
     #[test]

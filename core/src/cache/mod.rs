@@ -167,7 +167,7 @@ impl CacheEntry<'_> {
     /// caller reports and then treats as a miss.
     pub fn read(&self) -> Result<Option<CachedCredential>, CacheError> {
         let path = self.data_path();
-        let sealed = match std::fs::read(&path) {
+        let sealed = match crate::platform::read_file(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),

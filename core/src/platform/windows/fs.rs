@@ -36,10 +36,40 @@ pub fn open_private(options: &mut OpenOptions) -> &mut OpenOptions {
     options
 }
 
+/// The whole file at `path`.
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+/// The whole file at `path`, and no stamp of its version: Windows keeps no
+/// change time, so a file's content is always what tells its versions apart.
+pub fn read_file_stamped(
+    path: &Path,
+    _now: std::time::SystemTime,
+) -> std::io::Result<(Vec<u8>, Option<String>)> {
+    Ok((read_file(path)?, None))
+}
+
+/// No stamp of a file's version here (see [`read_file_stamped`]).
+pub fn current_stamp(_path: &Path) -> Option<String> {
+    None
+}
+
+/// The whole file at `path`, which must be this user's alone (see
+/// `verify_private`).
+pub fn read_private_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let metadata = verify_private(&file, path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Files keyhelper reads as private sit in directories whose ACL lets only
 /// their owner in (see [`create_private_dir`]); nothing more is checked.
 /// Returns the file's metadata.
-pub fn verify_private(file: &File, _path: &Path) -> std::io::Result<std::fs::Metadata> {
+fn verify_private(file: &File, _path: &Path) -> std::io::Result<std::fs::Metadata> {
     file.metadata()
 }
 

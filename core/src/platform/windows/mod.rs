@@ -24,7 +24,10 @@ use windows_sys::Win32::System::Threading::{
 #[cfg(feature = "async")]
 pub use self::exec::stop_requested;
 pub use self::exec::{args_of_main, exit_code, forward_stop_signals_to, hand_over, original_args};
-pub use self::fs::{create_private_dir, open_private, same_file, sync_dir, verify_owned, verify_private};
+pub use self::fs::{
+    create_private_dir, current_stamp, open_private, read_file, read_file_stamped, read_private_file,
+    same_file, sync_dir, verify_owned,
+};
 pub use self::process::run_child;
 
 /// Writes `bytes` to standard output directly, without passing through a
