@@ -20,6 +20,8 @@ use crate::shipped::ShippedBuild;
 
 /// How long each token lives.
 const LIFETIME: Duration = Duration::from_secs(20);
+/// Its refresh window: `min(refresh_before, lifetime / 2)`, here 10 s.
+const WINDOW: Duration = Duration::from_secs(10);
 /// The interval between two gets.
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -79,12 +81,16 @@ pub fn bench(args: &[String]) -> Result<()> {
         ms(*latencies.last().expect("the session made gets"))
     );
     // Every renewal yields a token the session then serves, but the last one,
-    // which may land after the final get.
+    // which may land after the final get. Renewing ahead, a token is served
+    // from its issue to the start of its window, so the session needs one per
+    // `LIFETIME - WINDOW`.
     let renewals_served = tokens.len().saturating_sub(1);
+    let needed = session.as_secs().div_ceil((LIFETIME - WINDOW).as_secs());
     println!(
-        "provider calls during the session: {calls}; tokens served: {} ({renewals_served} renewals used, so {} wasted); token lifetimes crossed: {lifetimes}",
+        "provider calls during the session: {calls}; tokens served: {} ({renewals_served} renewals used, so {} wasted); token lifetimes crossed: {lifetimes}; tokens it needs, each renewed {} s before it expires: {needed}",
         tokens.len(),
-        calls.saturating_sub(renewals_served + 1)
+        calls.saturating_sub(renewals_served + 1),
+        WINDOW.as_secs()
     );
     Ok(())
 }
