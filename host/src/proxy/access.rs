@@ -6,6 +6,12 @@ use std::sync::Arc;
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
 use hyper::HeaderMap;
+use hyper::header::{self, HeaderName};
+
+/// Azure OpenAI's key header.
+const API_KEY: HeaderName = HeaderName::from_static("api-key");
+/// Anthropic's key header.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The key clients authenticate to the proxy with.
 #[derive(Clone)]
@@ -29,10 +35,10 @@ impl ClientKey {
 
     /// Whether the request carries the key, as `Authorization: Bearer`, `api-key` or `x-api-key`.
     pub fn admits(&self, headers: &HeaderMap) -> bool {
-        let offered = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let bearer = offered("authorization")
+        let offered = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = offered(&header::AUTHORIZATION)
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        [bearer, offered("api-key"), offered("x-api-key")]
+        [bearer, offered(&API_KEY), offered(&X_API_KEY)]
             .into_iter()
             .flatten()
             .any(|candidate| constant_time_eq(candidate.trim().as_bytes(), self.0.as_bytes()))

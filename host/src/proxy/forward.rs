@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -34,11 +35,25 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 const REPLAYABLE_BODY: u64 = 1 << 20;
 
 /// Headers that carry a credential: the client's are never passed on.
-const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "api-key", "x-api-key", "proxy-authorization"];
+const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-api-key"),
+    header::PROXY_AUTHORIZATION,
+];
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"];
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not
+/// the message. Named, not spelled, so removing them parses no name.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+];
 
 /// The proxy's request handler.
 pub struct Forwarder {
@@ -166,12 +181,12 @@ impl Forwarder {
         body: OutgoingBody,
         replay: Option<&Bytes>,
     ) -> Result<UpstreamResponse, Response<ProxyBody>> {
-        let uri = backend
-            .upstream_uri(&parts.uri)
+        let path = backend
+            .upstream_path(&parts.uri)
             .map_err(|message| error_response(StatusCode::BAD_REQUEST, "bad_request", &message))?;
         let authorization =
             backend.source.current().await.map_err(|f| credential_error(&backend.credential, &f))?;
-        let first = self.send(parts, &uri, body, &authorization).await;
+        let first = self.send(backend, parts, &path, body, &authorization).await;
         let response = match (first, replay) {
             (Ok(response), Some(bytes)) if response.status() == StatusCode::UNAUTHORIZED => {
                 tracing::info!(
@@ -186,7 +201,8 @@ impl Forwarder {
                     .map_err(|f| credential_error(&backend.credential, &f))?;
                 match renewed {
                     Some(renewed) => {
-                        self.send(parts, &uri, OutgoingBody::Replayable(bytes.clone()), &renewed).await
+                        let body = OutgoingBody::Replayable(bytes.clone());
+                        self.send(backend, parts, &path, body, &renewed).await
                     }
                     None => {
                         tracing::info!(
@@ -214,8 +230,9 @@ impl Forwarder {
 
     async fn send(
         &self,
+        backend: &Backend,
         parts: &hyper::http::request::Parts,
-        uri: &Uri,
+        path: &PathAndQuery,
         body: OutgoingBody,
         authorization: &Authorization,
     ) -> Result<UpstreamResponse, UpstreamError> {
@@ -225,19 +242,19 @@ impl Forwarder {
         };
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri.clone();
+        *request.uri_mut() = Uri::from(path.clone());
         *request.version_mut() = hyper::Version::HTTP_11;
         let headers = request.headers_mut();
         *headers = parts.headers.clone();
         keep_end_to_end(headers);
-        for name in CREDENTIAL_HEADERS {
+        for name in &CREDENTIAL_HEADERS {
             headers.remove(name);
         }
         for (name, value) in &authorization.extra {
             headers.insert(name.clone(), value.clone());
         }
         headers.insert(authorization.name.clone(), authorization.value.clone());
-        self.upstreams.send(request).await
+        self.upstreams.send(&backend.origin, request).await
     }
 }
 
@@ -274,13 +291,14 @@ fn pass_back(response: UpstreamResponse) -> Response<ProxyBody> {
 /// Removes the hop-by-hop headers (and those `Connection` names), which
 /// describe one connection, not the message.
 fn keep_end_to_end(headers: &mut HeaderMap) {
-    let named_in_connection: Vec<String> = headers
+    let named_in_connection: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP.iter().copied().chain(named_in_connection.iter().map(String::as_str)) {
+    for name in HOP_BY_HOP.iter().chain(&named_in_connection) {
         headers.remove(name);
     }
 }

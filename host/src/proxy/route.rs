@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use hyper::Uri;
+use hyper::http::uri::PathAndQuery;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::manifest::ApiFamily;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use super::ProxyOptions;
 use super::credential_source::{CredentialSource, HeaderChoice};
 use super::quota::Exhausted;
+use super::upstream::Origin;
 use crate::environment::Environment;
 
 /// One credential the proxy may use, with its upstream.
@@ -27,6 +29,8 @@ pub struct Backend {
     pub credential: String,
     /// Where its requests go.
     pub upstream: Uri,
+    /// The upstream's scheme and host.
+    pub origin: Origin,
     /// Its secret, kept current.
     pub source: CredentialSource,
     /// While its quota is gone: until when, and why.
@@ -34,18 +38,10 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// The upstream URL for a request: upstream scheme, host and path prefix,
-    /// then the request's path and query.
-    pub fn upstream_uri(&self, request: &Uri) -> Result<Uri, String> {
-        let prefix = self.upstream.path().trim_end_matches('/');
-        let path_and_query = request.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut parts = self.upstream.clone().into_parts();
-        parts.path_and_query = Some(
-            format!("{prefix}{path_and_query}")
-                .parse()
-                .map_err(|e| format!("keyhelper proxy: bad request path: {e}"))?,
-        );
-        Uri::from_parts(parts).map_err(|e| format!("keyhelper proxy: bad upstream URL: {e}"))
+    /// The path and query a request has at the upstream [`Self::origin`]:
+    /// the upstream's path prefix, then the request's path and query.
+    pub fn upstream_path(&self, request: &Uri) -> Result<PathAndQuery, String> {
+        path_at(&self.upstream, request)
     }
 }
 
@@ -212,8 +208,23 @@ fn backend(
     upstream: Uri,
     headers: HeaderChoice,
 ) -> Result<Backend, Failure> {
+    let origin = Origin::of(&upstream).ok_or_else(|| {
+        Failure::new(ExitClass::Config, format!("the upstream {upstream} of '{credential}' names no host"))
+            .hint("e.g. https://api.openai.com")
+    })?;
     let source = CredentialSource::start(env.again()?, credential, headers)?;
-    Ok(Backend { credential: credential.to_string(), upstream, source, out: Mutex::new(None) })
+    Ok(Backend { credential: credential.to_string(), upstream, origin, source, out: Mutex::new(None) })
+}
+
+/// `request`'s path and query under `upstream`'s path prefix (none to
+/// build when the upstream has no prefix).
+fn path_at(upstream: &Uri, request: &Uri) -> Result<PathAndQuery, String> {
+    let prefix = upstream.path().trim_end_matches('/');
+    let asked = request.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if prefix.is_empty() {
+        return Ok(asked);
+    }
+    format!("{prefix}{asked}").parse().map_err(|e| format!("keyhelper proxy: bad request path: {e}"))
 }
 
 /// The credential's upstream, checked.
@@ -261,6 +272,23 @@ pub fn check_transport(upstream: &Uri, credential: &str, allow_insecure: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_go_under_the_upstream_path_prefix_with_their_query() {
+        let at = |upstream: &str, request: &str| {
+            path_at(&upstream.parse().unwrap(), &request.parse().unwrap()).unwrap().to_string()
+        };
+        assert_eq!(at("http://127.0.0.1:8080", "/v1/models?limit=2"), "/v1/models?limit=2");
+        assert_eq!(at("https://api.openai.com/", "/v1/models"), "/v1/models");
+        assert_eq!(
+            at(
+                "https://myorg.openai.azure.com/openai/",
+                "/deployments/gpt/chat/completions?api-version=2024-10-21"
+            ),
+            "/openai/deployments/gpt/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(at("https://gateway.example/v1", "/"), "/v1/");
+    }
 
     #[test]
     fn clear_text_only_to_loopback_unless_allowed() {

@@ -8,7 +8,6 @@
 //! which cost every request a task and a wake-up). A request that a reused
 //! connection closed before it was sent is sent again on a new connection.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -41,19 +40,37 @@ pub enum UpstreamError {
     /// The exchange on the connection failed.
     #[error(transparent)]
     Http(#[from] hyper::Error),
-    /// The upstream URL has no scheme or host.
-    #[error("the upstream URL {0} has no scheme or host")]
-    NoOrigin(Uri),
 }
 
-/// Where connections go: scheme and authority.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Origin {
+/// Where connections go: scheme and authority, and the `Host` header that
+/// names them.
+#[derive(Debug, Clone)]
+pub struct Origin {
     scheme: Scheme,
     authority: Authority,
+    host: HeaderValue,
 }
 
-type IdleConnections = Arc<Mutex<HashMap<Origin, Vec<(SendRequest<ProxyBody>, Instant)>>>>;
+impl Origin {
+    /// The origin of an absolute URL; none if it has no scheme or host.
+    pub fn of(url: &Uri) -> Option<Self> {
+        let (scheme, authority) = (url.scheme()?.clone(), url.authority()?.clone());
+        let host = match authority.port_u16() {
+            Some(port) if Some(port) != default_port(&scheme) => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_string(),
+        };
+        let host = HeaderValue::from_str(&host).ok()?;
+        Some(Self { scheme, authority, host })
+    }
+
+    fn same_as(&self, other: &Origin) -> bool {
+        self.scheme == other.scheme && self.authority == other.authority
+    }
+}
+
+/// Idle connections, per origin: a proxy has an origin per credential of
+/// its route, a handful, so a list is searched faster than a map is hashed.
+type IdleConnections = Arc<Mutex<Vec<(Origin, Vec<(SendRequest<ProxyBody>, Instant)>)>>>;
 
 /// A worker's connections to its upstreams.
 pub struct Upstreams {
@@ -70,33 +87,24 @@ impl Upstreams {
         Self { connector, idle: Arc::default() }
     }
 
-    /// Sends `request` (whose URI is absolute) on an idle connection to its
-    /// origin, or a new one; sets `Host` and sends the URI in origin form.
-    pub async fn send(&self, mut request: Request<ProxyBody>) -> Result<UpstreamResponse, UpstreamError> {
-        let uri = request.uri().clone();
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err(UpstreamError::NoOrigin(uri));
-        };
-        let origin = Origin { scheme: scheme.clone(), authority: authority.clone() };
-        if !request.headers().contains_key(header::HOST) {
-            let host = match authority.port_u16() {
-                Some(port) if Some(port) != default_port(scheme) => format!("{}:{port}", authority.host()),
-                _ => authority.host().to_string(),
-            };
-            let value = HeaderValue::from_str(&host).expect("a URI's host is a valid header value");
-            request.headers_mut().insert(header::HOST, value);
-        }
-        let path = uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *request.uri_mut() = Uri::from(path);
+    /// Sends `request` (whose URI is in origin form: path and query) to
+    /// `origin`, on an idle connection or a new one, with `Host` set.
+    pub async fn send(
+        &self,
+        origin: &Origin,
+        mut request: Request<ProxyBody>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        request.headers_mut().insert(header::HOST, origin.host.clone());
         loop {
-            let (mut sender, reused) = match self.idle_connection(&origin).await {
+            let (mut sender, reused) = match self.idle_connection(origin).await {
                 Some(sender) => (sender, true),
-                None => (self.connect(&uri).await?, false),
+                None => (self.connect(origin).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let (head, body) = response.into_parts();
-                    let returning = Some(Returning { sender, origin, idle: self.idle.clone() });
+                    let returning =
+                        Some(Returning { sender, origin: origin.clone(), idle: self.idle.clone() });
                     let body = UpstreamBody { body, returning, ended: false };
                     return Ok(Response::from_parts(head, body));
                 }
@@ -112,19 +120,28 @@ impl Upstreams {
     /// An idle connection to `origin` that is ready for a request.
     async fn idle_connection(&self, origin: &Origin) -> Option<SendRequest<ProxyBody>> {
         loop {
-            let (mut sender, since) =
-                self.idle.lock().unwrap_or_else(|e| e.into_inner()).get_mut(origin)?.pop()?;
+            let (mut sender, since) = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let (_, list) = idle.iter_mut().find(|(known, _)| known.same_as(origin))?;
+                list.pop()?
+            };
             if since.elapsed() < IDLE_TIMEOUT && sender.ready().await.is_ok() {
                 return Some(sender);
             }
         }
     }
 
-    /// A new connection to `uri`'s origin, its task on this worker.
-    async fn connect(&self, uri: &Uri) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+    /// A new connection to `origin`, its task on this worker.
+    async fn connect(&self, origin: &Origin) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+        let uri = Uri::builder()
+            .scheme(origin.scheme.clone())
+            .authority(origin.authority.clone())
+            .path_and_query(PathAndQuery::from_static("/"))
+            .build()
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(UpstreamError::Connect)?;
-        let stream = connector.call(uri.clone()).await.map_err(UpstreamError::Connect)?;
+        let stream = connector.call(uri).await.map_err(UpstreamError::Connect)?;
         let (sender, connection) = http1::handshake(stream).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -153,7 +170,14 @@ struct Returning {
 impl Returning {
     fn put_back(self) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(self.origin).or_default();
+        let position = match idle.iter().position(|(known, _)| known.same_as(&self.origin)) {
+            Some(position) => position,
+            None => {
+                idle.push((self.origin, Vec::new()));
+                idle.len() - 1
+            }
+        };
+        let list = &mut idle[position].1;
         if list.len() < MAX_IDLE_PER_ORIGIN {
             list.push((self.sender, Instant::now()));
         }
