@@ -20,8 +20,9 @@ use crate::shipped::ShippedBuild;
 
 /// How long each token lives.
 const LIFETIME: Duration = Duration::from_secs(20);
-/// Its refresh window: `min(refresh_before, lifetime / 2)`, here 10 s.
-const WINDOW: Duration = Duration::from_secs(10);
+/// The credential's `refresh_before`, in seconds; its refresh window is
+/// `min(refresh_before, lifetime / 2)`.
+const REFRESH_BEFORE_SECS: u64 = 10;
 /// The interval between two gets.
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -68,7 +69,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let at = |p: usize| latencies[(latencies.len() - 1) * p / 100];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     println!(
-        "session: {} gets every {} ms over {:.0} s ({lifetimes} lifetimes of {} s tokens, refresh_before 10s, provider 1-2 s)",
+        "session: {} gets every {} ms over {:.0} s ({lifetimes} lifetimes of {} s tokens, refresh_before {REFRESH_BEFORE_SECS}s, provider 1-2 s)",
         latencies.len(),
         INTERVAL.as_millis(),
         session.as_secs_f64(),
@@ -83,14 +84,15 @@ pub fn bench(args: &[String]) -> Result<()> {
     // Every renewal yields a token the session then serves, but the last one,
     // which may land after the final get. Renewing ahead, a token is served
     // from its issue to the start of its window, so the session needs one per
-    // `LIFETIME - WINDOW`.
+    // `LIFETIME - window`.
     let renewals_served = tokens.len().saturating_sub(1);
-    let needed = session.as_secs().div_ceil((LIFETIME - WINDOW).as_secs());
+    let window = Duration::from_secs(REFRESH_BEFORE_SECS).min(LIFETIME / 2);
+    let needed = session.as_secs().div_ceil((LIFETIME - window).as_secs());
     println!(
         "provider calls during the session: {calls}; tokens served: {} ({renewals_served} renewals used, so {} wasted); token lifetimes crossed: {lifetimes}; tokens it needs, each renewed {} s before it expires: {needed}",
         tokens.len(),
         calls.saturating_sub(renewals_served + 1),
-        WINDOW.as_secs()
+        window.as_secs()
     );
     Ok(())
 }
@@ -121,7 +123,9 @@ impl SessionHome {
         std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755))?;
         std::fs::write(
             dir.join(".config/keyhelper/config.toml"),
-            "[credentials.work]\nprovider = \"azure\"\nrefresh_before = \"10s\"\n",
+            format!(
+                "[credentials.work]\nprovider = \"azure\"\nrefresh_before = \"{REFRESH_BEFORE_SECS}s\"\n"
+            ),
         )?;
         Ok(Self { dir })
     }
