@@ -18,18 +18,18 @@ pub mod versions;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use keyhelper_core::credential::{Credential, Secret};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 use zeroize::Zeroizing;
 
 use self::artifacts::{ArtifactCache, CompileError};
-use self::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use self::outcome::{FailureKind, PluginInfo, PluginOption, ProviderFailure, Validation, Verdict};
 use self::sandbox::{CallContext, LimitExceeded, PluginState};
-use self::versions::{VersionedPre, latest};
+use self::versions::{Contract, VersionedPre, latest};
 
 /// The interface every plugin must export, without its version.
 const PROVIDER_EXPORT: &str = "keyhelper:provider/provider@";
@@ -111,10 +111,13 @@ pub enum IntegrityCheck {
     BeforeCompiling,
 }
 
-/// The wasmtime engine, its linker and the compiled-artifact cache.
+/// The wasmtime engine, its linkers and the compiled-artifact cache.
 pub struct PluginRuntime {
     engine: Engine,
-    linker: Linker<PluginState>,
+    /// A linker per contract version, made when a plugin of that version is
+    /// first loaded: a call needs one, and linking all of them cost every
+    /// cold call the other two.
+    linkers: [OnceLock<Linker<PluginState>>; versions::SUPPORTED.len()],
     artifacts: ArtifactCache,
 }
 
@@ -129,15 +132,22 @@ impl PluginRuntime {
     /// `compiler` (tests, whose executables do not sit beside it).
     pub fn with_compiler(artifact_dir: PathBuf, compiler: PathBuf) -> anyhow::Result<Self> {
         let engine = engine::shared()?;
-        let mut linker = Linker::new(&engine);
-        // WASI with an empty context: Rust std links against it, but there are
-        // no files, sockets, variables, arguments or stdio behind it.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        v0_1_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
-        v0_2_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
-        v0_3_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         let artifacts = ArtifactCache::new(artifact_dir, compiler);
-        Ok(Self { engine, linker, artifacts })
+        Ok(Self { engine, linkers: Default::default(), artifacts })
+    }
+
+    /// The linker for plugins of `contract`: WASI with an empty context (Rust
+    /// std links against it, but there are no files, sockets, variables,
+    /// arguments or stdio behind it) and the contract's `host` interface.
+    fn linker(&self, contract: Contract) -> wasmtime::Result<&Linker<PluginState>> {
+        let slot = &self.linkers[contract.index()];
+        if let Some(linker) = slot.get() {
+            return Ok(linker);
+        }
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        contract.add_to_linker(&mut linker)?;
+        Ok(slot.get_or_init(|| linker))
     }
 
     /// Verifies, compiles (once) and links a plugin.
@@ -181,14 +191,18 @@ impl PluginRuntime {
                 versions::SUPPORTED.join(", ")
             )));
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let contract = Contract::of(&version);
+        let linker = self
+            .linker(contract)
+            .map_err(|e| incompatible(format!("cannot be linked: {}", root_message(&e))))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
             incompatible(format!(
                 "imports something this keyhelper does not provide ({}); rebuild it against keyhelper:provider@{}",
                 root_message(&e),
                 versions::SUPPORTED.last().expect("at least one version")
             ))
         })?;
-        let pre = VersionedPre::new(&version, pre)
+        let pre = VersionedPre::new(contract, pre)
             .map_err(|e| incompatible(format!("does not match the plugin world: {}", root_message(&e))))?;
         Ok(LoadedPlugin { name: plugin, engine: self.engine.clone(), pre, api_version: version })
     }

@@ -3,7 +3,7 @@
 //! them converted down, and its answers are converted up.
 
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 use super::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use super::sandbox::PluginState;
@@ -14,6 +14,46 @@ pub use v0_3_0::keyhelper::provider::types as latest;
 /// The contract versions this host runs, oldest first; each entry is the
 /// version of its frozen `plugins/sdk/wit/since_v*` directory.
 pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
+
+/// One of the [`SUPPORTED`] contract versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `keyhelper:provider@0.1.x`.
+    V0_1,
+    /// `keyhelper:provider@0.2.x`.
+    V0_2,
+    /// `keyhelper:provider@0.3.x`.
+    V0_3,
+}
+
+impl Contract {
+    /// The contract of `version` (one of [`SUPPORTED`], or a semver-compatible
+    /// patch of one).
+    pub fn of(version: &str) -> Self {
+        if version.starts_with("0.1.") {
+            Self::V0_1
+        } else if version.starts_with("0.2.") {
+            Self::V0_2
+        } else {
+            Self::V0_3
+        }
+    }
+
+    /// Its position in [`SUPPORTED`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Adds the host side of this contract (the `host` interface the plugin
+    /// imports) to `linker`.
+    pub fn add_to_linker(self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+        match self {
+            Self::V0_1 => v0_1_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s),
+            Self::V0_2 => v0_2_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s),
+            Self::V0_3 => v0_3_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s),
+        }
+    }
+}
 
 /// A linked plugin, ready to instantiate, of whichever version it was built for.
 pub enum VersionedPre {
@@ -48,16 +88,13 @@ macro_rules! dispatch {
 type Answer<T> = wasmtime::Result<Result<T, latest::ProviderError>>;
 
 impl VersionedPre {
-    /// Wraps `pre` in the bindings of `version` (one of [`SUPPORTED`], or a
-    /// semver-compatible patch of one).
-    pub fn new(version: &str, pre: InstancePre<PluginState>) -> wasmtime::Result<Self> {
-        if version.starts_with("0.1.") {
-            Ok(Self::V0_1(v0_1_0::PluginPre::new(pre)?))
-        } else if version.starts_with("0.2.") {
-            Ok(Self::V0_2(v0_2_0::PluginPre::new(pre)?))
-        } else {
-            Ok(Self::V0_3(v0_3_0::PluginPre::new(pre)?))
-        }
+    /// Wraps `pre` in the bindings of `contract`.
+    pub fn new(contract: Contract, pre: InstancePre<PluginState>) -> wasmtime::Result<Self> {
+        Ok(match contract {
+            Contract::V0_1 => Self::V0_1(v0_1_0::PluginPre::new(pre)?),
+            Contract::V0_2 => Self::V0_2(v0_2_0::PluginPre::new(pre)?),
+            Contract::V0_3 => Self::V0_3(v0_3_0::PluginPre::new(pre)?),
+        })
     }
 
     /// `describe()`.
@@ -201,5 +238,18 @@ mod from_v0_1 {
             };
             Self { verdict, message: v.message }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_supported_version_has_its_own_contract_at_its_position() {
+        for (position, version) in SUPPORTED.iter().enumerate() {
+            assert_eq!(Contract::of(version).index(), position, "{version}");
+        }
+        assert_eq!(Contract::of("0.2.7"), Contract::V0_2);
     }
 }
