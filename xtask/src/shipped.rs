@@ -19,7 +19,8 @@ use crate::workspace_root;
 /// proc-macros, which cannot be static. Elsewhere the build is cargo's default.
 ///
 /// Their cryptography asks the CPU nothing: chacha20 uses SSE2 (every
-/// x86_64 has it) and poly1305 its portable code, chosen with the `--cfg`s
+/// x86_64 has it; the cache's cipher and the RNG wasmtime-wasi seeds for
+/// each plugin call alike) and poly1305 its portable code, chosen with the `--cfg`s
 /// those crates read, and the small executable's SHA-256 is portable too
 /// (keyhelper-core's `portable-sha256`). Each crate's feature probe is two
 /// `cpuid` instructions, and on a virtual machine each traps to the
@@ -70,7 +71,16 @@ impl ShippedBuild {
             flags.extend(["-C", "link-arg=-Wl,-z,pack-relative-relocs"]);
         }
         if target.starts_with("x86_64-") {
-            flags.extend(["--cfg", "chacha20_force_sse2", "--cfg", "poly1305_force_soft"]);
+            // chacha20 0.9 (the cache's AEAD) and 0.10 (wasmtime-wasi's RNG)
+            // name the choice differently.
+            flags.extend([
+                "--cfg",
+                "chacha20_force_sse2",
+                "--cfg",
+                "chacha20_backend=\"sse2\"",
+                "--cfg",
+                "poly1305_force_soft",
+            ]);
         }
         let quoted: Vec<String> = flags.iter().map(|f| format!("{f:?}")).collect();
         vec![
