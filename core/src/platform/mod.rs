@@ -33,6 +33,18 @@ pub use self::os::{
     spawn_renewer, sync_dir, verify_owned, write_to_stdout,
 };
 
+/// The heap `keyhelper-full` allocates from (under its zeroing wrapper):
+/// mimalloc on Linux and Windows with the `fast-heap` feature, where the
+/// proxy frees and reallocates hyper's 8 KiB buffers for every request
+/// (measured at 64 connections: 27.4 µs of CPU per request on glibc's
+/// allocator, 26.6–27.5 µs on mimalloc, against nginx's 22.3–24.9 µs); the
+/// system's allocator elsewhere, and in the small executable.
+#[cfg(all(feature = "fast-heap", any(target_os = "linux", windows)))]
+pub use mimalloc::MiMalloc as FastHeap;
+/// The system's allocator (see the other definition).
+#[cfg(not(all(feature = "fast-heap", any(target_os = "linux", windows))))]
+pub use std::alloc::System as FastHeap;
+
 /// Which permissions a file keyhelper relies on may give others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exposure {
