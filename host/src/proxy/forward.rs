@@ -93,7 +93,6 @@ impl Forwarder {
             );
         }
         let (parts, body) = request.into_parts();
-        let path = parts.uri.path().to_string();
         // No Content-Length and no Transfer-Encoding means no body (RFC 9112 §6.3).
         let length = match parts.headers.get(header::CONTENT_LENGTH) {
             Some(value) => value.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
@@ -132,8 +131,9 @@ impl Forwarder {
             let last = position + 1 == candidates.len();
             if last || !quota::worth_reading(self.route.family, response.status()) {
                 tracing::debug!(
-                    "{} {path} → {} via '{}'",
+                    "{} {} → {} via '{}'",
                     parts.method,
+                    parts.uri.path(),
                     response.status(),
                     backend.credential
                 );
