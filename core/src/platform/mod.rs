@@ -34,11 +34,11 @@ pub use self::os::{
 };
 
 /// The heap `keyhelper-full` allocates from (under its zeroing wrapper):
-/// mimalloc on Linux and Windows with the `fast-heap` feature, where the
-/// proxy frees and reallocates hyper's 8 KiB buffers for every request
-/// (measured at 64 connections: 27.4 µs of CPU per request on glibc's
-/// allocator, 26.6–27.5 µs on mimalloc, against nginx's 22.3–24.9 µs); the
-/// system's allocator elsewhere, and in the small executable.
+/// mimalloc on Linux and Windows with the `fast-heap` feature, the system's
+/// allocator elsewhere and in the small executable. The proxy frees and
+/// reallocates hyper's 8 KiB buffers for every request; at 64 connections
+/// (`cargo xtask bench proxy`) it served 0.91× nginx's requests/s on glibc's
+/// allocator and 0.86–1.01× on mimalloc (four runs; three at 0.95 or more).
 #[cfg(all(feature = "fast-heap", any(target_os = "linux", windows)))]
 pub use mimalloc::MiMalloc as FastHeap;
 /// The system's allocator (see the other definition).
