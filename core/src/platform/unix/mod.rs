@@ -4,6 +4,7 @@
 //! in an environment variable.
 
 mod child_groups;
+mod detach;
 mod exec;
 mod fs;
 #[cfg(target_os = "linux")]
@@ -12,6 +13,7 @@ mod process_linux;
 mod process_std;
 mod start;
 
+pub use self::detach::spawn_renewer;
 #[cfg(feature = "async")]
 pub use self::exec::stop_requested;
 pub use self::exec::{args_of_main, exit_code, forward_stop_signals_to, hand_over, original_args};
@@ -25,13 +27,11 @@ pub use self::process_linux::run_child;
 pub use self::process_std::run_child;
 pub use self::start::prepare_bare_process;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// Writes `bytes` to standard output directly, without passing through a
 /// buffer that would keep a copy (std's stdout keeps one for output without
@@ -53,47 +53,6 @@ pub const URL_OPENER: (&str, &[&str]) = ("open", &[]);
 /// arguments before the URL.
 #[cfg(not(target_os = "macos"))]
 pub const URL_OPENER: (&str, &[&str]) = ("xdg-open", &[]);
-
-/// Starts `program args…` detached: stdio closed, its own session (so signals
-/// to the caller's process group or terminal never reach it), reparented to
-/// init at once (the intermediate child exits immediately and is reaped
-/// here), inheriting `claim`, whose descriptor `claim_var` names. Returns
-/// once the program has been executed.
-pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &str) -> std::io::Result<()> {
-    // A duplicate is numbered 3 or above, clear of the stdio descriptors the
-    // child's are set up on; it closes here when this function returns.
-    let inherited = claim.try_clone()?;
-    let fd = inherited.as_raw_fd();
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env(claim_var, fd.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: between fork and exec the closure calls only async-signal-safe
-    // functions (setsid, fork, _exit, fcntl) and allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            match libc::fork() {
-                -1 => return Err(std::io::Error::last_os_error()),
-                0 => {}
-                _ => libc::_exit(0),
-            }
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut intermediate = command.spawn()?;
-    intermediate.wait()?;
-    Ok(())
-}
 
 /// The claim a renewer inherited, if `claim_var` names a descriptor. It is
 /// made close-on-exec again, so the programs the renewer runs do not hold it.
