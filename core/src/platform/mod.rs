@@ -38,7 +38,7 @@ pub use self::os::{
 /// allocator elsewhere and in the small executable. The proxy frees and
 /// reallocates hyper's 8 KiB buffers for every request; at 64 connections
 /// (`cargo xtask bench proxy`) it served 0.91× nginx's requests/s on glibc's
-/// allocator and 0.86–1.01× on mimalloc (four runs; three at 0.95 or more).
+/// allocator and 0.86–1.01× on mimalloc (five runs; three at 0.95 or more).
 #[cfg(all(feature = "fast-heap", any(target_os = "linux", windows)))]
 pub use mimalloc::MiMalloc as FastHeap;
 /// The system's allocator (see the other definition).
