@@ -25,6 +25,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("/tokio-", "tokio"),
     ("/wasmtime-", "wasmtime"),
     ("/cranelift-", "Cranelift"),
+    ("mimalloc", "mimalloc (keyhelper-full's heap)"),
 ];
 
 /// The crates of wasmtime's compilers (the runtime itself uses a few small

@@ -8,20 +8,23 @@ use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Starts `program args…` detached: stdio on `/dev/null`, its own session
 /// (so signals to the caller's process group or terminal never reach it),
 /// reparented to init at once (the intermediate child exits immediately and
 /// is reaped here), inheriting `claim`, whose descriptor `claim_var` names.
-/// Returns once the intermediate child has exited. If the renewer's `exec`
-/// fails, it exits (127), which releases the claim; the credential is then
-/// renewed by the first `get` that must.
+/// A `program` without a directory is looked up in `PATH`. Returns once the
+/// intermediate child has exited; an error if `program` is not an
+/// executable file. Should its `exec` fail nonetheless, the renewer exits
+/// (127), which releases the claim; the credential is then renewed by the
+/// first `get` that must.
 pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &str) -> std::io::Result<()> {
     let claim_fd = claim.as_raw_fd();
     if claim_fd <= 2 {
         return Err(std::io::Error::other("the renewal claim is on a standard descriptor"));
     }
+    let program = executable_file(program)?;
     let c_string = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte"))
     };
@@ -40,40 +43,30 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
     let null = File::options().read(true).write(true).open("/dev/null")?;
     let null_fd = null.as_raw_fd();
-    // SAFETY: fork has no preconditions. The child calls only
-    // async-signal-safe functions on memory prepared above, which its copy
-    // of the address space holds, and allocates nothing.
-    let intermediate = unsafe { libc::fork() };
-    if intermediate == -1 {
-        return Err(std::io::Error::last_os_error());
+    if null_fd <= 2 {
+        return Err(std::io::Error::other("/dev/null opened on a standard descriptor"));
     }
-    if intermediate == 0 {
-        // SAFETY: as above; this never returns.
-        unsafe {
-            if libc::setsid() == -1 {
-                libc::_exit(1);
-            }
-            match libc::fork() {
-                -1 => libc::_exit(1),
-                0 => {}
-                _ => libc::_exit(0),
-            }
-            let flags = libc::fcntl(claim_fd, libc::F_GETFD);
-            if (0..=2).any(|stdio| libc::dup2(null_fd, stdio) == -1)
-                || flags == -1
-                || libc::fcntl(claim_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
-            {
-                libc::_exit(127);
-            }
-            // What a program expects to start with: SIGPIPE at its default
-            // (the small executable ignores it) and no signal blocked.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            libc::execve(executable.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            libc::_exit(127);
+    let exec = Exec { executable: &executable, argv: &argv_ptrs, envp: &envp_ptrs, null_fd, claim_fd };
+    // SAFETY: the sigset functions write to valid, zeroed sigset_t values.
+    // Every signal stays blocked from before the fork until the renewer has
+    // put its handlers back to the default, so no handler of this process
+    // (which stops provider commands, or forwards signals) runs in a child.
+    // fork has no preconditions; the child runs `detach_and_exec`.
+    let (intermediate, fork_error) = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+        let pid = libc::fork();
+        if pid == 0 {
+            detach_and_exec(&exec);
         }
+        let fork_error = std::io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        (pid, fork_error)
+    };
+    if intermediate == -1 {
+        return Err(fork_error);
     }
     let mut status = 0;
     // SAFETY: waiting for our own child, into a valid status word.
@@ -87,5 +80,82 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
         Ok(())
     } else {
         Err(std::io::Error::other("the renewer could not be detached (setsid or fork failed)"))
+    }
+}
+
+/// `program` as the path to run: absolute as given, or found in `PATH`
+/// (never relative to the current directory); an error unless it is an
+/// executable file, so a broken installation is reported here rather than
+/// by a renewer that silently fails to start.
+fn executable_file(program: &Path) -> std::io::Result<PathBuf> {
+    let found = if program.is_absolute() {
+        Some(program.to_path_buf()).filter(|path| super::is_executable_file(path))
+    } else {
+        program.to_str().and_then(|name| super::find_executable(name, std::env::var_os("PATH").as_ref()))
+    };
+    found.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is not an executable file", program.display()),
+        )
+    })
+}
+
+/// What the children need, prepared before the fork.
+struct Exec<'a> {
+    executable: &'a CString,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    null_fd: libc::c_int,
+    claim_fd: libc::c_int,
+}
+
+/// The intermediate child: a session of its own, a fork, and exit; the
+/// grandchild (the renewer) sets up its descriptors and signals and execs.
+/// Only async-signal-safe calls on memory prepared before the fork, which
+/// this process's copy of the address space holds; nothing is allocated.
+///
+/// # Safety
+/// Only to be called in a child just forked, with every signal blocked.
+unsafe fn detach_and_exec(exec: &Exec<'_>) -> ! {
+    // SAFETY: as documented above.
+    unsafe {
+        if libc::setsid() == -1 {
+            libc::_exit(1);
+        }
+        match libc::fork() {
+            -1 => libc::_exit(1),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        let flags = libc::fcntl(exec.claim_fd, libc::F_GETFD);
+        if (0..=2).any(|stdio| libc::dup2(exec.null_fd, stdio) == -1)
+            || flags == -1
+            || libc::fcntl(exec.claim_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
+        {
+            libc::_exit(127);
+        }
+        // What a program expects to start with: no handler of ours (exec
+        // would reset them, but a signal could arrive between unblocking and
+        // exec), SIGPIPE at its default (the small executable ignores it),
+        // and no signal blocked.
+        for signal in 1..32 {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            if signal != libc::SIGKILL
+                && signal != libc::SIGSTOP
+                && libc::sigaction(signal, std::ptr::null(), &mut action) == 0
+                && (signal == libc::SIGPIPE
+                    || (action.sa_sigaction != libc::SIG_IGN && action.sa_sigaction != libc::SIG_DFL))
+            {
+                let mut default: libc::sigaction = std::mem::zeroed();
+                default.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::execve(exec.executable.as_ptr(), exec.argv.as_ptr(), exec.envp.as_ptr());
+        libc::_exit(127)
     }
 }

@@ -94,13 +94,15 @@ pub fn keyring_may_answer() -> bool {
 /// Finds an executable named `program` in the directories of `path`
 /// (absolute ones only).
 pub fn find_executable(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
-    let is_executable = |candidate: &Path| {
-        candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     std::env::split_paths(path?)
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
+        .find(|candidate| is_executable_file(candidate))
+}
+
+/// Whether `path` is a file someone may execute.
+fn is_executable_file(path: &Path) -> bool {
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Whether a process with this pid is running (and ours to signal).
