@@ -101,7 +101,7 @@ fn small_executable() -> Result<()> {
         );
     }
     println!(
-        "xtask: small executable {}: {:.2} MiB (budget {} MiB), no clap, tokio or wasmtime",
+        "xtask: small executable {}: {:.2} MiB (budget {} MiB), no clap, tokio, wasmtime or mimalloc",
         exe.display(),
         size as f64 / f64::from(1 << 20),
         MAX_BYTES >> 20
