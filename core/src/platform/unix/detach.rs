@@ -4,7 +4,7 @@
 //! for that, which cost a `get` that started a renewal the time of a 16 MB
 //! executable's `exec`).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -24,7 +24,7 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     if claim_fd <= 2 {
         return Err(std::io::Error::other("the renewal claim is on a standard descriptor"));
     }
-    let program = executable_file(program)?;
+    let program = executable_file(program, std::env::var_os("PATH").as_ref())?;
     let c_string = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte"))
     };
@@ -83,15 +83,15 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     }
 }
 
-/// `program` as the path to run: absolute as given, or found in `PATH`
-/// (never relative to the current directory); an error unless it is an
-/// executable file, so a broken installation is reported here rather than
-/// by a renewer that silently fails to start.
-fn executable_file(program: &Path) -> std::io::Result<PathBuf> {
+/// `program` as the path to run: absolute as given, or found in `path` (the
+/// value of `PATH`; never relative to the current directory); an error
+/// unless it is an executable file, so a broken installation is reported
+/// here rather than by a renewer that silently fails to start.
+fn executable_file(program: &Path, path: Option<&OsString>) -> std::io::Result<PathBuf> {
     let found = if program.is_absolute() {
         Some(program.to_path_buf()).filter(|path| super::is_executable_file(path))
     } else {
-        program.to_str().and_then(|name| super::find_executable(name, std::env::var_os("PATH").as_ref()))
+        program.to_str().and_then(|name| super::find_executable(name, path))
     };
     found.ok_or_else(|| {
         std::io::Error::new(
@@ -157,5 +157,46 @@ unsafe fn detach_and_exec(exec: &Exec<'_>) -> ! {
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::execve(exec.executable.as_ptr(), exec.argv.as_ptr(), exec.envp.as_ptr());
         libc::_exit(127)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_renewer_is_an_absolute_executable_or_one_found_in_path() {
+        let bin = tempfile::tempdir().unwrap();
+        let runnable = file(bin.path(), "keyhelper-full", 0o755);
+        let plain = file(bin.path(), "not-executable", 0o644);
+        let path = Some(OsString::from(bin.path()));
+
+        assert_eq!(executable_file(&runnable, None).unwrap(), runnable);
+        assert_eq!(executable_file(Path::new("keyhelper-full"), path.as_ref()).unwrap(), runnable);
+        for missing in [plain.as_path(), Path::new("not-executable"), Path::new("nosuch")] {
+            let error = executable_file(missing, path.as_ref()).unwrap_err();
+            assert_eq!(error.kind(), std::io::ErrorKind::NotFound, "{}", missing.display());
+        }
+        // Without PATH a bare name is not run at all (execve would take it
+        // relative to the current directory).
+        assert!(executable_file(Path::new("keyhelper-full"), None).is_err());
+    }
+
+    #[test]
+    fn a_missing_renewer_is_an_error_before_anything_is_forked() {
+        let claim = tempfile::tempfile().unwrap();
+        let error = spawn_renewer(Path::new("/nonexistent/keyhelper-full"), &[], claim, "CLAIM").unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/keyhelper-full is not an executable file"),
+            "{error}"
+        );
     }
 }
