@@ -4,11 +4,12 @@
 //! for that, which cost a `get` that started a renewal the time of a 16 MB
 //! executable's `exec`).
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use super::exec_image::{ExecImage, default_caught_signals};
 
 /// Starts `program args…` detached: stdio on `/dev/null`, its own session
 /// (so signals to the caller's process group or terminal never reach it),
@@ -25,28 +26,19 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
         return Err(std::io::Error::other("the renewal claim is on a standard descriptor"));
     }
     let program = executable_file(program, std::env::var_os("PATH").as_ref())?;
-    let c_string = |bytes: &[u8]| {
-        CString::new(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte"))
-    };
-    let executable = c_string(program.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = std::iter::once(Ok(executable.clone()))
-        .chain(args.iter().map(|a| c_string(a.as_bytes())))
-        .collect::<std::io::Result<_>>()?;
-    let envp: Vec<CString> = std::env::vars_os()
-        .filter(|(name, _)| name != claim_var)
-        .map(|(name, value)| c_string(&[name.as_bytes(), b"=", value.as_bytes()].concat()))
-        .chain(std::iter::once(c_string(format!("{claim_var}={claim_fd}").as_bytes())))
-        .collect::<std::io::Result<_>>()?;
-    let pointers = |strings: &[CString]| {
-        strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect::<Vec<_>>()
-    };
-    let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
+    let claim_value = claim_fd.to_string();
+    let env = std::env::vars_os().filter(|(name, _)| name != claim_var);
+    let image = ExecImage::new(
+        program.as_os_str(),
+        std::iter::once(program.as_os_str()).chain(args.iter().copied()),
+        env.chain(std::iter::once((claim_var.into(), claim_value.into()))),
+    )?;
     let null = File::options().read(true).write(true).open("/dev/null")?;
     let null_fd = null.as_raw_fd();
     if null_fd <= 2 {
         return Err(std::io::Error::other("/dev/null opened on a standard descriptor"));
     }
-    let exec = Exec { executable: &executable, argv: &argv_ptrs, envp: &envp_ptrs, null_fd, claim_fd };
+    let exec = Exec { image: &image, null_fd, claim_fd };
     // SAFETY: the sigset functions write to valid, zeroed sigset_t values.
     // Every signal stays blocked from before the fork until the renewer has
     // put its handlers back to the default, so no handler of this process
@@ -103,9 +95,7 @@ fn executable_file(program: &Path, path: Option<&OsString>) -> std::io::Result<P
 
 /// What the children need, prepared before the fork.
 struct Exec<'a> {
-    executable: &'a CString,
-    argv: &'a [*const libc::c_char],
-    envp: &'a [*const libc::c_char],
+    image: &'a ExecImage,
     null_fd: libc::c_int,
     claim_fd: libc::c_int,
 }
@@ -139,23 +129,13 @@ unsafe fn detach_and_exec(exec: &Exec<'_>) -> ! {
         // would reset them, but a signal could arrive between unblocking and
         // exec), SIGPIPE at its default (the small executable ignores it),
         // and no signal blocked.
-        for signal in 1..32 {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            if signal != libc::SIGKILL
-                && signal != libc::SIGSTOP
-                && libc::sigaction(signal, std::ptr::null(), &mut action) == 0
-                && (signal == libc::SIGPIPE
-                    || (action.sa_sigaction != libc::SIG_IGN && action.sa_sigaction != libc::SIG_DFL))
-            {
-                let mut default: libc::sigaction = std::mem::zeroed();
-                default.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(signal, &default, std::ptr::null_mut());
-            }
-        }
+        default_caught_signals(32);
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        libc::execve(exec.executable.as_ptr(), exec.argv.as_ptr(), exec.envp.as_ptr());
+        let (executable, argv, envp) = exec.image.pointers();
+        libc::execve(executable, argv, envp);
         libc::_exit(127)
     }
 }

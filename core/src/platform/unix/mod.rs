@@ -6,6 +6,7 @@
 mod child_groups;
 mod detach;
 mod exec;
+mod exec_image;
 mod fs;
 #[cfg(target_os = "linux")]
 mod process_linux;

@@ -7,11 +7,11 @@
 //! (`PR_SET_PDEATHSIG`), which `posix_spawn` cannot. Then one thread waits
 //! on its output pipes, its stdin and a pidfd with `poll`, within a deadline.
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
+use super::exec_image::{ExecImage, default_caught_signals};
 use crate::platform::process::{ChildSpec, ProcessError, ProcessLimits, ProcessOutput};
 
 /// Bytes of stack for the child between `clone` and `exec`.
@@ -209,22 +209,12 @@ struct ChildArgs {
 /// Starts `spec`'s command: its own process group, stdin from its input or
 /// empty, stdout and stderr into pipes, bound to the calling thread's life.
 fn spawn(spec: &ChildSpec<'_>) -> std::io::Result<Child> {
-    let c_string = |bytes: &[u8]| {
-        CString::new(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte"))
-    };
-    let executable = c_string(spec.executable.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = std::iter::once(Ok(c_string(spec.program.as_bytes())?))
-        .chain(spec.args.iter().map(|a| c_string(a.as_bytes())))
-        .collect::<std::io::Result<_>>()?;
-    let envp: Vec<CString> = spec
-        .env
-        .iter()
-        .map(|(k, v): &(String, OsString)| c_string(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<std::io::Result<_>>()?;
-    let pointers = |strings: &[CString]| {
-        strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect::<Vec<_>>()
-    };
-    let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
+    let image = ExecImage::new(
+        spec.executable.as_os_str(),
+        std::iter::once(OsStr::new(spec.program)).chain(spec.args.iter().map(OsStr::new)),
+        spec.env.iter().map(|(k, v)| (k, v)),
+    )?;
+    let (executable, argv, envp) = image.pointers();
 
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
@@ -250,9 +240,9 @@ fn spawn(spec: &ChildSpec<'_>) -> std::io::Result<Child> {
         // No signal handler of ours may run in the child, which shares our memory.
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
         let args = ChildArgs {
-            executable: executable.as_ptr(),
-            argv: argv_ptrs.as_ptr(),
-            envp: envp_ptrs.as_ptr(),
+            executable,
+            argv,
+            envp,
             stdin: stdin_read.as_raw_fd(),
             stdout: stdout_write.as_raw_fd(),
             stderr: stderr_write.as_raw_fd(),
@@ -296,19 +286,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // exit; every call below is async-signal-safe and allocates nothing.
     unsafe {
         let args = &*arg.cast::<ChildArgs>();
-        for signal in 1..libc::SIGRTMAX() {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            if signal != libc::SIGKILL
-                && signal != libc::SIGSTOP
-                && libc::sigaction(signal, std::ptr::null(), &mut action) == 0
-                && action.sa_sigaction != libc::SIG_IGN
-                && action.sa_sigaction != libc::SIG_DFL
-            {
-                let mut default: libc::sigaction = std::mem::zeroed();
-                default.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(signal, &default, std::ptr::null_mut());
-            }
-        }
+        default_caught_signals(libc::SIGRTMAX());
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 || libc::getppid() != args.parent {
             libc::_exit(127);
         }
