@@ -9,9 +9,9 @@ use hyper::HeaderMap;
 use hyper::header::{self, HeaderName};
 
 /// Azure OpenAI's key header.
-const API_KEY: HeaderName = HeaderName::from_static("api-key");
+pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
 /// Anthropic's key header.
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The key clients authenticate to the proxy with.
 #[derive(Clone)]

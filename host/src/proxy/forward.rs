@@ -21,7 +21,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::ProxyOptions;
-use super::access::ClientKey;
+use super::access::{self, ClientKey};
 use super::credential_source::Authorization;
 use super::quota;
 use super::route::{Backend, Route};
@@ -35,12 +35,8 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 const REPLAYABLE_BODY: u64 = 1 << 20;
 
 /// Headers that carry a credential: the client's are never passed on.
-const CREDENTIAL_HEADERS: [HeaderName; 4] = [
-    header::AUTHORIZATION,
-    HeaderName::from_static("api-key"),
-    HeaderName::from_static("x-api-key"),
-    header::PROXY_AUTHORIZATION,
-];
+const CREDENTIAL_HEADERS: [HeaderName; 4] =
+    [header::AUTHORIZATION, access::API_KEY, access::X_API_KEY, header::PROXY_AUTHORIZATION];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not
 /// the message. Named, not spelled, so removing them parses no name.
