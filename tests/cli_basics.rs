@@ -17,6 +17,19 @@ fn version_and_help() {
     }
 }
 
+/// A short command allocates from the system's allocator, whose start-up is
+/// cheaper than mimalloc's; only a proxy takes mimalloc (see `proxy`).
+#[test]
+fn a_short_command_allocates_from_the_system_heap() {
+    let output = Home::new("cli-heap").run(&["-v", "list"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).lines().any(|line| line == "keyhelper: debug: heap: system"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn providers_lists_each_with_its_capabilities() {
     let out = stdout(&Home::new("cli-providers").run(&["providers"]));

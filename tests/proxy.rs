@@ -107,6 +107,8 @@ impl Drop for Upstream {
 struct Proxy {
     child: Child,
     address: String,
+    /// What the proxy wrote on stderr before it listened.
+    preamble: Vec<String>,
 }
 
 impl Proxy {
@@ -121,14 +123,16 @@ impl Proxy {
         let mut child =
             command.env("KEYHELPER_PROXY_KEY", CLIENT_KEY).stderr(Stdio::piped()).spawn().unwrap();
         let lines = support::BoundedLines::new(child.stderr.take().unwrap());
+        let mut preamble = Vec::new();
         let address = loop {
             let line = lines.next_line().expect("the proxy exited before listening");
             if let Some(rest) = line.strip_prefix("keyhelper: proxying http://") {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
+            preamble.push(line);
         };
         std::thread::spawn(move || while lines.next_line().is_some() {});
-        Self { child, address }
+        Self { child, address, preamble }
     }
 
     fn base(&self) -> String {
@@ -343,6 +347,24 @@ fn running_out_of_file_descriptors_does_not_spin() {
     assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 200, "it accepts again");
 }
 
+/// The proxy allocates from mimalloc where keyhelper-full ships with it
+/// (glibc Linux, Windows): the heap is chosen from the arguments before the
+/// first allocation, and a short command keeps the system's (see
+/// `cli_basics`).
+#[test]
+fn the_proxy_allocates_from_mimalloc() {
+    let home = home("proxy-heap", 3600);
+    let upstream = Upstream::start(&home, None);
+    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &["-v"]);
+    let expected = if cfg!(any(all(target_os = "linux", target_env = "gnu"), windows)) {
+        "keyhelper: debug: heap: mimalloc"
+    } else {
+        "keyhelper: debug: heap: system"
+    };
+    assert!(proxy.preamble.iter().any(|line| line == expected), "{:?}", proxy.preamble);
+    assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 200);
+}
+
 #[test]
 fn clients_without_the_key_get_401_and_never_reach_the_upstream() {
     let home = home("proxy-client-key", 3600);
@@ -463,7 +485,7 @@ fn a_provider_that_fails_is_a_503_naming_the_fix_and_one_stderr_line() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    let proxy = Proxy { child, address };
+    let proxy = Proxy { child, address, preamble: Vec::new() };
     for _ in 0..3 {
         let (status, body) = proxy.request("/v1/models", Some(CLIENT_KEY));
         assert_eq!(status, 503, "{body}");

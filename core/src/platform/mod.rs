@@ -9,6 +9,8 @@
 //! to stdout without a buffer, and keeping secrets out of crash dumps.
 //! `unix/` implements it for Linux and macOS, `windows/` for Windows.
 
+#[cfg(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows)))]
+mod heap;
 pub mod process;
 #[cfg(unix)]
 mod unix;
@@ -34,16 +36,21 @@ pub use self::os::{
 };
 
 /// The heap `keyhelper-full` allocates from (under its zeroing wrapper):
-/// mimalloc on Linux and Windows with the `fast-heap` feature, the system's
-/// allocator elsewhere and in the small executable. The proxy frees and
-/// reallocates hyper's 8 KiB buffers for every request; at 64 connections
-/// (`cargo xtask bench proxy`) it served 0.91× nginx's requests/s on glibc's
-/// allocator and 0.86–1.01× on mimalloc (five runs; three at 0.95 or more).
-#[cfg(all(feature = "fast-heap", any(target_os = "linux", windows)))]
-pub use mimalloc::MiMalloc as FastHeap;
+/// with the `fast-heap` feature on glibc Linux and Windows, mimalloc for a
+/// proxy and the system's allocator for everything else, chosen per process
+/// (see `heap`); the system's allocator elsewhere and in the small executable.
+#[cfg(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows)))]
+pub use self::heap::{ProcessHeap, heap_in_use};
 /// The system's allocator (see the other definition).
-#[cfg(not(all(feature = "fast-heap", any(target_os = "linux", windows))))]
-pub use std::alloc::System as FastHeap;
+#[cfg(not(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows))))]
+pub use std::alloc::System as ProcessHeap;
+
+/// The allocator this process allocates from, for diagnostics: `system`
+/// where `ProcessHeap` is always the system's.
+#[cfg(not(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows))))]
+pub fn heap_in_use() -> &'static str {
+    "system"
+}
 
 /// Which permissions a file keyhelper relies on may give others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

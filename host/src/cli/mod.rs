@@ -129,6 +129,7 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     crate::logging::init(cli.verbose);
+    tracing::debug!("heap: {}", keyhelper_core::platform::heap_in_use());
     match run(cli) {
         Ok(code) => code,
         Err(failure) => {

@@ -8,6 +8,8 @@ mod detach;
 mod exec;
 mod exec_image;
 mod fs;
+#[cfg(all(feature = "fast-heap", target_os = "linux", target_env = "gnu"))]
+mod heap_hint;
 #[cfg(target_os = "linux")]
 mod process_linux;
 #[cfg(not(target_os = "linux"))]
@@ -22,6 +24,8 @@ pub use self::fs::{
     create_private_dir, current_stamp, open_private, read_file, read_file_stamped, read_private_file,
     same_file, sync_dir, verify_owned,
 };
+#[cfg(all(feature = "fast-heap", target_os = "linux", target_env = "gnu"))]
+pub use self::heap_hint::process_serves_requests;
 #[cfg(target_os = "linux")]
 pub use self::process_linux::run_child;
 #[cfg(not(target_os = "linux"))]

@@ -6,6 +6,8 @@
 
 mod exec;
 mod fs;
+#[cfg(feature = "fast-heap")]
+mod heap_hint;
 mod job;
 mod process;
 
@@ -28,6 +30,8 @@ pub use self::fs::{
     create_private_dir, current_stamp, open_private, read_file, read_file_stamped, read_private_file,
     same_file, sync_dir, verify_owned,
 };
+#[cfg(feature = "fast-heap")]
+pub use self::heap_hint::process_serves_requests;
 pub use self::process::run_child;
 
 /// Writes `bytes` to standard output directly, without passing through a
