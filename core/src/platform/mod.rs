@@ -11,6 +11,16 @@
 
 #[cfg(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows)))]
 mod heap;
+/// The system's allocator, where mimalloc is not built in (see `heap.rs`).
+#[cfg(not(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows))))]
+mod heap {
+    pub use std::alloc::System as ProcessHeap;
+
+    /// The allocator this process allocates from, for diagnostics.
+    pub fn heap_in_use() -> &'static str {
+        "system"
+    }
+}
 pub mod process;
 #[cfg(unix)]
 mod unix;
@@ -38,19 +48,9 @@ pub use self::os::{
 /// The heap `keyhelper-full` allocates from (under its zeroing wrapper):
 /// with the `fast-heap` feature on glibc Linux and Windows, mimalloc for a
 /// proxy and the system's allocator for everything else, chosen per process
-/// (see `heap`); the system's allocator elsewhere and in the small executable.
-#[cfg(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows)))]
+/// (see `heap`); the system's allocator elsewhere and in the small
+/// executable. `heap_in_use` names the one this process uses.
 pub use self::heap::{ProcessHeap, heap_in_use};
-/// The system's allocator (see the other definition).
-#[cfg(not(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows))))]
-pub use std::alloc::System as ProcessHeap;
-
-/// The allocator this process allocates from, for diagnostics: `system`
-/// where `ProcessHeap` is always the system's.
-#[cfg(not(all(feature = "fast-heap", any(all(target_os = "linux", target_env = "gnu"), windows))))]
-pub fn heap_in_use() -> &'static str {
-    "system"
-}
 
 /// Which permissions a file keyhelper relies on may give others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
