@@ -1,8 +1,12 @@
-//! Unix: the detached renewer, started by a double fork written out by hand
-//! so that its starter waits only for the intermediate child, which exits at
-//! once, and never for the renewer's `exec` (std's `Command::spawn` waits
-//! for that, which cost a `get` that started a renewal the time of a 16 MB
-//! executable's `exec`).
+//! Unix: the detached renewer, started through an intermediate child (the
+//! classic double fork, written out by hand) so that its starter waits only
+//! for that child, which exits at once. Both children start without a copy
+//! of the starter's address space where the system allows
+//! (`suspended_child`): two `fork`s of the small executable cost a `get`
+//! that started a renewal 0.4–0.5 ms on the development VM, these two
+//! starts half that. On Linux the starter is suspended until the renewer's
+//! `exec` has let go of the shared memory, early in the `exec`, before the
+//! program is loaded.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -10,6 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::exec_image::{ExecImage, default_caught_signals};
+use super::suspended_child::{self, ChildStack};
 
 /// Starts `program args…` detached: stdio on `/dev/null`, its own session
 /// (so signals to the caller's process group or terminal never reach it),
@@ -38,27 +43,29 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     if null_fd <= 2 {
         return Err(std::io::Error::other("/dev/null opened on a standard descriptor"));
     }
-    let exec = Exec { image: &image, null_fd, claim_fd };
+    let mut renewer_stack = ChildStack::new();
+    let exec = Exec { image: &image, null_fd, claim_fd, renewer_stack: &raw mut renewer_stack };
+    let mut intermediate_stack = ChildStack::new();
     // SAFETY: the sigset functions write to valid, zeroed sigset_t values.
-    // Every signal stays blocked from before the fork until the renewer has
-    // put its handlers back to the default, so no handler of this process
-    // (which stops provider commands, or forwards signals) runs in a child.
-    // fork has no preconditions; the child runs `detach_and_exec`.
-    let (intermediate, fork_error) = unsafe {
+    // Every signal stays blocked from before the intermediate child starts
+    // until the renewer has put its handlers back to the default, so no
+    // handler of this process (which stops provider commands, or forwards
+    // signals) runs in a child. `exec` and the stacks outlive both children's
+    // use of them: this thread waits below until the intermediate child has
+    // exited, and that child until the renewer has executed or exited.
+    let (intermediate, start_error) = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut previous: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-        let pid = libc::fork();
-        if pid == 0 {
-            detach_and_exec(&exec);
-        }
-        let fork_error = std::io::Error::last_os_error();
+        let arg = std::ptr::from_ref(&exec).cast_mut().cast();
+        let pid = suspended_child::start(intermediate_main, arg, &mut intermediate_stack);
+        let start_error = std::io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        (pid, fork_error)
+        (pid, start_error)
     };
     if intermediate == -1 {
-        return Err(fork_error);
+        return Err(start_error);
     }
     let mut status = 0;
     // SAFETY: waiting for our own child, into a valid status word.
@@ -71,7 +78,7 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::other("the renewer could not be detached (setsid or fork failed)"))
+        Err(std::io::Error::other("the renewer could not be detached (setsid or its start failed)"))
     }
 }
 
@@ -93,31 +100,41 @@ fn executable_file(program: &Path, path: Option<&OsString>) -> std::io::Result<P
     })
 }
 
-/// What the children need, prepared before the fork.
+/// What the children need, prepared before they start.
 struct Exec<'a> {
     image: &'a ExecImage,
     null_fd: libc::c_int,
     claim_fd: libc::c_int,
+    /// The stack the intermediate child starts the renewer on.
+    renewer_stack: *mut ChildStack,
 }
 
-/// The intermediate child: a session of its own, a fork, and exit; the
-/// grandchild (the renewer) sets up its descriptors and signals and execs.
-/// Only async-signal-safe calls on memory prepared before the fork, which
-/// this process's copy of the address space holds; nothing is allocated.
-///
-/// # Safety
-/// Only to be called in a child just forked, with every signal blocked.
-unsafe fn detach_and_exec(exec: &Exec<'_>) -> ! {
-    // SAFETY: as documented above.
+/// The intermediate child: a session of its own, the renewer started, and
+/// exit, so that the renewer is reparented to init at once and, not being a
+/// session leader, never acquires a controlling terminal. Only
+/// async-signal-safe calls on memory prepared before it started; nothing is
+/// allocated.
+extern "C" fn intermediate_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the starter's `Exec`, valid until this child exits
+    // (its starter waits for that), every signal is blocked, and the renewer
+    // is started under `suspended_child::start`'s contract.
     unsafe {
+        let exec = &*arg.cast::<Exec<'_>>();
         if libc::setsid() == -1 {
             libc::_exit(1);
         }
-        match libc::fork() {
-            -1 => libc::_exit(1),
-            0 => {}
-            _ => libc::_exit(0),
-        }
+        let renewer = suspended_child::start(renewer_main, arg, &mut *exec.renewer_stack);
+        libc::_exit(i32::from(renewer == -1))
+    }
+}
+
+/// The renewer, before its `exec`: its descriptors and signals set up. Only
+/// async-signal-safe calls on memory prepared before it started.
+extern "C" fn renewer_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the starter's `Exec`, valid until this child executes
+    // or exits, and every signal is blocked until the mask is emptied.
+    unsafe {
+        let exec = &*arg.cast::<Exec<'_>>();
         let flags = libc::fcntl(exec.claim_fd, libc::F_GETFD);
         if (0..=2).any(|stdio| libc::dup2(exec.null_fd, stdio) == -1)
             || flags == -1
@@ -171,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_renewer_is_an_error_before_anything_is_forked() {
+    fn a_missing_renewer_is_an_error_before_any_child_starts() {
         let claim = tempfile::tempfile().unwrap();
         let error = spawn_renewer(Path::new("/nonexistent/keyhelper-full"), &[], claim, "CLAIM").unwrap_err();
         assert!(

@@ -15,6 +15,7 @@ mod process_linux;
 #[cfg(not(target_os = "linux"))]
 mod process_std;
 mod start;
+mod suspended_child;
 
 pub use self::detach::spawn_renewer;
 #[cfg(feature = "async")]

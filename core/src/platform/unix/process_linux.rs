@@ -1,6 +1,6 @@
 //! Running a provider's command on Linux, cheaply and bound to keyhelper.
 //!
-//! The child is started with `clone(CLONE_VM | CLONE_VFORK)`, as glibc's
+//! The child is started with `clone(CLONE_VM | CLONE_VFORK)` (`suspended_child`), as glibc's
 //! `posix_spawn` does, so no page table is copied however large keyhelper is
 //! (a `fork` here costs a millisecond or more), and before it executes the
 //! command it asks for SIGKILL when the keyhelper thread that started it dies
@@ -12,10 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use super::exec_image::{ExecImage, default_caught_signals};
+use super::suspended_child::{self, ChildStack};
 use crate::platform::process::{ChildSpec, ProcessError, ProcessLimits, ProcessOutput};
-
-/// Bytes of stack for the child between `clone` and `exec`.
-const CHILD_STACK: usize = 64 * 1024;
 
 /// Runs `spec` within `limits`.
 pub fn run_child(spec: &ChildSpec<'_>, limits: ProcessLimits) -> Result<ProcessOutput, ProcessError> {
@@ -227,12 +225,12 @@ fn spawn(spec: &ChildSpec<'_>) -> std::io::Result<Child> {
     };
     let (failure_read, failure_write) = pipe()?;
 
-    let mut stack = vec![0u8; CHILD_STACK];
+    let mut stack = ChildStack::new();
     // SAFETY: getpid has no preconditions; the sigset functions write to
-    // valid, zeroed sigset_t values; clone runs `child_main` on `stack`
-    // (16-byte aligned top) with `args`, which outlive the call because
-    // CLONE_VFORK suspends this thread until the child has executed or
-    // exited; every pointer in `args` stays valid for that time.
+    // valid, zeroed sigset_t values; the child runs `child_main` on `stack`
+    // with `args`, which outlive the call because this thread is suspended
+    // until the child has executed or exited; every pointer in `args` stays
+    // valid for that time.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut previous: libc::sigset_t = std::mem::zeroed();
@@ -250,14 +248,7 @@ fn spawn(spec: &ChildSpec<'_>) -> std::io::Result<Child> {
             parent: libc::getpid(),
             mask: previous,
         };
-        let top = stack.as_mut_ptr().add(CHILD_STACK);
-        let top = top.sub(top as usize % 16);
-        let pid = libc::clone(
-            child_main,
-            top.cast(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::from_ref(&args).cast_mut().cast(),
-        );
+        let pid = suspended_child::start(child_main, std::ptr::from_ref(&args).cast_mut().cast(), &mut stack);
         let spawn_error = std::io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
         if pid < 0 {
