@@ -3,10 +3,10 @@
 //! for that child, which exits at once. Both children start without a copy
 //! of the starter's address space where the system allows
 //! (`suspended_child`): two `fork`s of the small executable cost a `get`
-//! that started a renewal 0.4–0.5 ms on the development VM, these two
-//! starts half that. On Linux the starter is suspended until the renewer's
-//! `exec` has let go of the shared memory, early in the `exec`, before the
-//! program is loaded.
+//! that started a renewal 0.4–0.5 ms on the development VM. On Linux the
+//! starter is suspended only while the intermediate child runs; the renewer
+//! is started beside it (`start_unwaited`), so its `exec`, and the teardown
+//! of the memory it shared, are off the starter's path.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -24,7 +24,9 @@ use super::suspended_child::{self, ChildStack};
 /// intermediate child has exited; an error if `program` is not an
 /// executable file. Should its `exec` fail nonetheless, the renewer exits
 /// (127), which releases the claim; the credential is then renewed by the
-/// first `get` that must.
+/// first `get` that must. The renewer's program image and stack (about
+/// 70 KB) are never freed: it may still read them after this returns, which
+/// only short-lived commands call.
 pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &str) -> std::io::Result<()> {
     let claim_fd = claim.as_raw_fd();
     if claim_fd <= 2 {
@@ -43,22 +45,24 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     if null_fd <= 2 {
         return Err(std::io::Error::other("/dev/null opened on a standard descriptor"));
     }
-    let mut renewer_stack = ChildStack::new();
-    let exec = Exec { image: &image, null_fd, claim_fd, renewer_stack: &raw mut renewer_stack };
+    // The renewer may read these after this function has returned.
+    let image: &'static ExecImage = Box::leak(Box::new(image));
+    let renewer_stack: &'static mut ChildStack = Box::leak(Box::new(ChildStack::new()));
+    let exec: &'static Exec = Box::leak(Box::new(Exec { image, null_fd, claim_fd, renewer_stack }));
     let mut intermediate_stack = ChildStack::new();
     // SAFETY: the sigset functions write to valid, zeroed sigset_t values.
     // Every signal stays blocked from before the intermediate child starts
     // until the renewer has put its handlers back to the default, so no
     // handler of this process (which stops provider commands, or forwards
-    // signals) runs in a child. `exec` and the stacks outlive both children's
-    // use of them: this thread waits below until the intermediate child has
-    // exited, and that child until the renewer has executed or exited.
+    // signals) runs in a child. The intermediate child's stack outlives its
+    // use: this thread waits below until that child has exited; `exec`,
+    // what it points to and the renewer's stack are never freed.
     let (intermediate, start_error) = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut previous: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-        let arg = std::ptr::from_ref(&exec).cast_mut().cast();
+        let arg = std::ptr::from_ref(exec).cast_mut().cast();
         let pid = suspended_child::start(intermediate_main, arg, &mut intermediate_stack);
         let start_error = std::io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
@@ -100,9 +104,9 @@ fn executable_file(program: &Path, path: Option<&OsString>) -> std::io::Result<P
     })
 }
 
-/// What the children need, prepared before they start.
-struct Exec<'a> {
-    image: &'a ExecImage,
+/// What the children need, prepared before they start and never freed.
+struct Exec {
+    image: &'static ExecImage,
     null_fd: libc::c_int,
     claim_fd: libc::c_int,
     /// The stack the intermediate child starts the renewer on.
@@ -115,15 +119,16 @@ struct Exec<'a> {
 /// async-signal-safe calls on memory prepared before it started; nothing is
 /// allocated.
 extern "C" fn intermediate_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the starter's `Exec`, valid until this child exits
-    // (its starter waits for that), every signal is blocked, and the renewer
-    // is started under `suspended_child::start`'s contract.
+    // SAFETY: `arg` is the starter's `Exec`, never freed, every signal is
+    // blocked, and the renewer is started under the contract of
+    // `suspended_child::start_unwaited`: it only reads `Exec` and what it
+    // points to, and runs on a stack used by nothing else.
     unsafe {
-        let exec = &*arg.cast::<Exec<'_>>();
+        let exec = &*arg.cast::<Exec>();
         if libc::setsid() == -1 {
             libc::_exit(1);
         }
-        let renewer = suspended_child::start(renewer_main, arg, &mut *exec.renewer_stack);
+        let renewer = suspended_child::start_unwaited(renewer_main, arg, &mut *exec.renewer_stack);
         libc::_exit(i32::from(renewer == -1))
     }
 }
@@ -131,10 +136,10 @@ extern "C" fn intermediate_main(arg: *mut libc::c_void) -> libc::c_int {
 /// The renewer, before its `exec`: its descriptors and signals set up. Only
 /// async-signal-safe calls on memory prepared before it started.
 extern "C" fn renewer_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the starter's `Exec`, valid until this child executes
-    // or exits, and every signal is blocked until the mask is emptied.
+    // SAFETY: `arg` is the starter's `Exec`, never freed, and every signal is
+    // blocked until the mask is emptied.
     unsafe {
-        let exec = &*arg.cast::<Exec<'_>>();
+        let exec = &*arg.cast::<Exec>();
         let flags = libc::fcntl(exec.claim_fd, libc::F_GETFD);
         if (0..=2).any(|stdio| libc::dup2(exec.null_fd, stdio) == -1)
             || flags == -1

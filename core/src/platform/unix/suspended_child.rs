@@ -8,6 +8,10 @@
 //! executed or exited, so no page table is copied however large the caller
 //! is (a `fork` of the small executable costs 0.2–0.3 ms on the development
 //! VM, of `keyhelper-full` a millisecond or more). Elsewhere it is a `fork`.
+//!
+//! A child started with [`start_unwaited`] shares this process's memory
+//! without suspending it (Linux: `clone(CLONE_VM)`): its caller goes on, and
+//! exits, while the child prepares itself and executes.
 
 /// Bytes of stack for a child between its start and its `exec` or exit.
 #[cfg(target_os = "linux")]
@@ -83,4 +87,44 @@ pub(super) unsafe fn start(main: ChildMain, arg: *mut libc::c_void, _stack: &mut
         }
         pid
     }
+}
+
+/// Starts a child running `main(arg)` on `stack` and returns its pid at once,
+/// or -1 with `errno` set: the child shares this process's memory (Linux:
+/// `clone(CLONE_VM)`, no page table copied) and runs beside its caller until
+/// it executes or exits; elsewhere it is a `fork`.
+///
+/// # Safety
+/// As for [`start`], and more: the child reads memory this process goes on
+/// using, so `arg`, everything it points to and `stack` must never be
+/// written or freed again (leak them), and `main` must write nothing the
+/// caller reads.
+#[cfg(target_os = "linux")]
+pub(super) unsafe fn start_unwaited(
+    main: ChildMain,
+    arg: *mut libc::c_void,
+    stack: &'static mut ChildStack,
+) -> libc::pid_t {
+    // SAFETY: the top of `stack`, aligned down to 16 bytes, is inside the
+    // allocation, which is never freed; the caller keeps `arg` as documented.
+    unsafe {
+        let top = stack.0.as_mut_ptr().add(stack.0.len());
+        let top = top.sub(top as usize % 16);
+        libc::clone(main, top.cast(), libc::CLONE_VM | libc::SIGCHLD, arg)
+    }
+}
+
+/// Starts a child running `main(arg)` and returns its pid at once, or -1
+/// with `errno` set: a `fork`, whose child has its own copy of everything.
+///
+/// # Safety
+/// As for [`start`].
+#[cfg(not(target_os = "linux"))]
+pub(super) unsafe fn start_unwaited(
+    main: ChildMain,
+    arg: *mut libc::c_void,
+    stack: &'static mut ChildStack,
+) -> libc::pid_t {
+    // SAFETY: as for `start`, which forks and returns at once here.
+    unsafe { start(main, arg, stack) }
 }
