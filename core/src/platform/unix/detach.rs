@@ -82,7 +82,9 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::other("the renewer could not be detached (setsid or its start failed)"))
+        Err(std::io::Error::other(
+            "the renewer could not be detached (its descriptors, setsid or its start failed)",
+        ))
     }
 }
 
@@ -113,11 +115,14 @@ struct Exec {
     renewer_stack: *mut ChildStack,
 }
 
-/// The intermediate child: a session of its own, the renewer started, and
-/// exit, so that the renewer is reparented to init at once and, not being a
-/// session leader, never acquires a controlling terminal. Only
-/// async-signal-safe calls on memory prepared before it started; nothing is
-/// allocated.
+/// The intermediate child: stdio on `/dev/null`, the claim kept across
+/// `exec`, a session of its own, the renewer started, and exit, so that the
+/// renewer is reparented to init at once and, not being a session leader,
+/// never acquires a controlling terminal. The descriptors are set up here,
+/// while the starter waits, so that the renewer, which inherits them, never
+/// holds the starter's stdout: a caller reading it to its end is not kept
+/// waiting until the renewer has run. Only async-signal-safe calls on memory
+/// prepared before it started; nothing is allocated.
 extern "C" fn intermediate_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the starter's `Exec`, never freed, every signal is
     // blocked, and the renewer is started under the contract of
@@ -125,7 +130,12 @@ extern "C" fn intermediate_main(arg: *mut libc::c_void) -> libc::c_int {
     // points to, and runs on a stack used by nothing else.
     unsafe {
         let exec = &*arg.cast::<Exec>();
-        if libc::setsid() == -1 {
+        let flags = libc::fcntl(exec.claim_fd, libc::F_GETFD);
+        if (0..=2).any(|stdio| libc::dup2(exec.null_fd, stdio) == -1)
+            || flags == -1
+            || libc::fcntl(exec.claim_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
+            || libc::setsid() == -1
+        {
             libc::_exit(1);
         }
         let renewer = suspended_child::start_unwaited(renewer_main, arg, &mut *exec.renewer_stack);
@@ -133,20 +143,13 @@ extern "C" fn intermediate_main(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
-/// The renewer, before its `exec`: its descriptors and signals set up. Only
+/// The renewer, before its `exec`: its signals set up. Only
 /// async-signal-safe calls on memory prepared before it started.
 extern "C" fn renewer_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the starter's `Exec`, never freed, and every signal is
     // blocked until the mask is emptied.
     unsafe {
         let exec = &*arg.cast::<Exec>();
-        let flags = libc::fcntl(exec.claim_fd, libc::F_GETFD);
-        if (0..=2).any(|stdio| libc::dup2(exec.null_fd, stdio) == -1)
-            || flags == -1
-            || libc::fcntl(exec.claim_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
-        {
-            libc::_exit(127);
-        }
         // What a program expects to start with: no handler of ours (exec
         // would reset them, but a signal could arrive between unblocking and
         // exec), SIGPIPE at its default (the small executable ignores it),
