@@ -118,15 +118,17 @@ fn the_renewer_outlives_its_caller_in_a_session_of_its_own_and_dies_cleanly() {
     // SAFETY: getsid(0) has no preconditions.
     let ours = unsafe { libc::getsid(0) };
     assert_ne!(session, ours, "the renewer is in a session of its own, not its caller's");
+    let running_az = || {
+        let running = std::process::Command::new("pgrep")
+            .args(["-s", &session.to_string(), "-x", "az"])
+            .output_within();
+        !running.stdout.is_empty()
+    };
+    assert!(running_az(), "the renewer's az runs in the renewer's session");
     // SIGKILL mid-renewal: its provider command dies with it, and nothing stays locked or torn.
     // SAFETY: kill(2) on a pid this test's keyhelper started.
     assert_eq!(unsafe { libc::kill(renewer, libc::SIGKILL) }, 0);
-    eventually("the killed renewer's az is gone", || {
-        let running = std::process::Command::new("pgrep")
-            .args(["-s", &renewer.to_string(), "-x", "az"])
-            .output_within();
-        running.stdout.is_empty()
-    });
+    eventually("the killed renewer's az is gone", || !running_az());
     az.set("delay", "0");
     assert_eq!(stdout(&az.get(&["work"])), "token-1\n", "the entry is whole");
     eventually("a new renewal wrote token-3", || az.cached_secret("work").as_deref() == Some("token-3"));

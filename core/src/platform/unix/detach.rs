@@ -16,6 +16,11 @@ use std::path::{Path, PathBuf};
 use super::exec_image::{ExecImage, default_caught_signals};
 use super::suspended_child::{self, ChildStack};
 
+/// How long a renewer waits, at most, for its starter to exit before it
+/// starts its program: a `get` exits within milliseconds; a command that
+/// runs on (`run --env`) must not hold a renewal up for long.
+const STARTER_WAIT_MS: libc::c_int = 1000;
+
 /// Starts `program args…` detached: stdio on `/dev/null`, its own session
 /// (so signals to the caller's process group or terminal never reach it),
 /// reparented to init at once (the intermediate child exits immediately and
@@ -45,10 +50,17 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     if null_fd <= 2 {
         return Err(std::io::Error::other("/dev/null opened on a standard descriptor"));
     }
+    // The renewer starts its program once this process has exited: the
+    // write end of `gate` is open here until then (it is never closed).
+    let (gate_reader, gate_writer) = std::io::pipe()?;
+    let gate_read = gate_reader.as_raw_fd();
+    let gate_write = gate_writer.as_raw_fd();
+    std::mem::forget(gate_writer);
     // The renewer may read these after this function has returned.
     let image: &'static ExecImage = Box::leak(Box::new(image));
     let renewer_stack: &'static mut ChildStack = Box::leak(Box::new(ChildStack::new()));
-    let exec: &'static Exec = Box::leak(Box::new(Exec { image, null_fd, claim_fd, renewer_stack }));
+    let exec = Exec { image, null_fd, claim_fd, gate_read, gate_write, renewer_stack };
+    let exec: &'static Exec = Box::leak(Box::new(exec));
     let mut intermediate_stack = ChildStack::new();
     // SAFETY: the sigset functions write to valid, zeroed sigset_t values.
     // Every signal stays blocked from before the intermediate child starts
@@ -111,6 +123,9 @@ struct Exec {
     image: &'static ExecImage,
     null_fd: libc::c_int,
     claim_fd: libc::c_int,
+    /// The pipe whose write end only the starter keeps open.
+    gate_read: libc::c_int,
+    gate_write: libc::c_int,
     /// The stack the intermediate child starts the renewer on.
     renewer_stack: *mut ChildStack,
 }
@@ -150,6 +165,14 @@ extern "C" fn renewer_main(arg: *mut libc::c_void) -> libc::c_int {
     // blocked until the mask is emptied.
     unsafe {
         let exec = &*arg.cast::<Exec>();
+        // The starter's caller first: the renewer's program, whose start-up
+        // takes a few milliseconds of processor time, starts once the starter
+        // has exited (the last write end of the gate is closed), or after
+        // STARTER_WAIT_MS if it runs on.
+        libc::close(exec.gate_write);
+        let mut gate = libc::pollfd { fd: exec.gate_read, events: libc::POLLIN, revents: 0 };
+        libc::poll(&mut gate, 1, STARTER_WAIT_MS);
+        libc::close(exec.gate_read);
         // What a program expects to start with: no handler of ours (exec
         // would reset them, but a signal could arrive between unblocking and
         // exec), SIGPIPE at its default (the small executable ignores it),
