@@ -6,7 +6,10 @@
 //! that started a renewal 0.4–0.5 ms on the development VM. On Linux the
 //! starter is suspended only while the intermediate child runs; the renewer
 //! is started beside it (`start_unwaited`), so its `exec`, and the teardown
-//! of the memory it shared, are off the starter's path.
+//! of the memory it shared, are off the starter's path. Everywhere the
+//! renewer waits for its starter to exit before it executes (a pipe whose
+//! write end only the starter holds), so its start-up does not compete for
+//! a processor with whoever reads the secret the starter printed.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
