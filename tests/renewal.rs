@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::fake_az::FakeAz;
@@ -203,4 +204,28 @@ fn the_fast_path_answers_exactly_what_the_full_path_does() {
     assert_ne!(stdout(&other_profile), a, "another az profile is another entry");
     assert_eq!(both(&["work"]), a);
     assert_eq!(az.calls(), 3);
+}
+
+/// A renewer waits for its starter to exit before it starts its program, but
+/// a starter that runs on (`run --env` with a long-lived program) holds the
+/// renewal back by about a second, not for the program's life.
+#[test]
+fn a_starter_that_runs_on_holds_its_renewal_back_a_second_at_most() {
+    let az = in_window("renewal-starter-runs-on");
+    az.set("delay", "0");
+    let started = Instant::now();
+    let mut run = az
+        .home
+        .keyhelper(&["run", "--env", "T=work", "--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the renewal wrote token-2", || az.cached_secret("work").as_deref() == Some("token-2"));
+    let waited = started.elapsed();
+    assert!(run.try_wait().unwrap().is_none(), "the starter still runs");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(waited < Duration::from_secs(15), "the renewal waited {waited:?} for a starter that ran on");
+    assert_eq!(az.calls(), 2, "one call to fill, one to renew");
 }
