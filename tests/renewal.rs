@@ -218,7 +218,7 @@ fn a_starter_that_runs_on_holds_its_renewal_back_a_second_at_most() {
         .home
         .keyhelper(&["run", "--env", "T=work", "--", "sleep", "30"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     eventually("the renewal wrote token-2", || az.cached_secret("work").as_deref() == Some("token-2"));

@@ -49,7 +49,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         Ok((elapsed, String::from_utf8_lossy(&output.stdout).trim().to_string()))
     };
     get()?; // fill the cache
-    let filled_by = home.calls();
+    let filled_by = home.call_starts()?.len();
 
     let session = LIFETIME * lifetimes;
     let started = Instant::now();
@@ -179,10 +179,6 @@ impl SessionHome {
             .env("XDG_DATA_HOME", self.dir.join(".local/share"))
             .env("PATH", format!("{}:/usr/bin:/bin", self.dir.join("bin").display()));
         command
-    }
-
-    fn calls(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("calls")).map_or(0, |s| s.lines().count())
     }
 
     /// When each provider call began, in Unix seconds.

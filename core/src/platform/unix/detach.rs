@@ -32,9 +32,12 @@ const STARTER_WAIT_MS: libc::c_int = 1000;
 /// intermediate child has exited; an error if `program` is not an
 /// executable file. Should its `exec` fail nonetheless, the renewer exits
 /// (127), which releases the claim; the credential is then renewed by the
-/// first `get` that must. The renewer's program image and stack (about
-/// 70 KB) are never freed: it may still read them after this returns, which
-/// only short-lived commands call.
+/// first `get` that must. The renewer starts its program once this process
+/// has exited, or after `STARTER_WAIT_MS` if it runs on: this process keeps
+/// the write end of a pipe (close-on-exec) open for its life, and the
+/// renewer's program image and stack (about 70 KB), which the renewer may
+/// still read after this returns, are never freed. Only short-lived
+/// commands call this.
 pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &str) -> std::io::Result<()> {
     let claim_fd = claim.as_raw_fd();
     if claim_fd <= 2 {
