@@ -350,18 +350,24 @@ fn running_out_of_file_descriptors_does_not_spin() {
 /// The proxy allocates from mimalloc where keyhelper-full ships with it
 /// (glibc Linux, Windows): the heap is chosen from the arguments before the
 /// first allocation, and a short command keeps the system's (see
-/// `cli_basics`).
+/// `cli_basics`). The shipped Linux build has no mimalloc constructor; the
+/// proxy starts mimalloc itself, fully: it reads its options from the
+/// environment (here `MIMALLOC_VERBOSE`), which it skips while it believes
+/// the C runtime is not up yet.
 #[test]
 fn the_proxy_allocates_from_mimalloc() {
     let home = home("proxy-heap", 3600);
     let upstream = Upstream::start(&home, None);
-    let proxy = Proxy::start(&home, &format!("http://127.0.0.1:{}", upstream.port), &["-v"]);
-    let expected = if cfg!(any(all(target_os = "linux", target_env = "gnu"), windows)) {
-        "keyhelper: debug: heap: mimalloc"
-    } else {
-        "keyhelper: debug: heap: system"
-    };
+    let upstream = format!("http://127.0.0.1:{}", upstream.port);
+    let mut command = home.keyhelper(&["-v", "proxy", "work", "--upstream", &upstream]);
+    command.env("MIMALLOC_VERBOSE", "1");
+    let proxy = Proxy::spawn(command);
+    let mimalloc = cfg!(any(all(target_os = "linux", target_env = "gnu"), windows));
+    let expected =
+        if mimalloc { "keyhelper: debug: heap: mimalloc" } else { "keyhelper: debug: heap: system" };
     assert!(proxy.preamble.iter().any(|line| line == expected), "{:?}", proxy.preamble);
+    let started = proxy.preamble.iter().any(|line| line.starts_with("mimalloc: process init"));
+    assert_eq!(started, mimalloc, "{:?}", proxy.preamble);
     assert_eq!(proxy.request("/v1/models", Some(CLIENT_KEY)).0, 200);
 }
 
