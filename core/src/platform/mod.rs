@@ -40,9 +40,9 @@ pub use self::os::stop_requested;
 pub use self::os::{
     BASE_CHILD_ENV, KEYRING_NAME, PLUGIN_CODE_NEEDS_UNWIND_INFO, URL_OPENER, args_of_main,
     claim_from_environment, create_private_dir, current_stamp, exit_code, find_executable, forbid_core_dumps,
-    forward_stop_signals_to, hand_over, keyring_may_answer, open_private, original_args,
-    prepare_bare_process, process_is_running, read_file, read_file_stamped, read_private_file, same_file,
-    spawn_renewer, sync_dir, verify_owned, write_to_stdout,
+    forward_stop_signals_to, hand_over, keyring_may_answer, open_private, prepare_bare_process,
+    process_is_running, read_file, read_file_stamped, read_private_file, same_file, spawn_renewer, sync_dir,
+    verify_owned, write_to_stdout,
 };
 
 /// The heap `keyhelper-full` allocates from (under its zeroing wrapper):

@@ -13,7 +13,6 @@
 //! Errors go to stdout with a non-zero exit, as Docker reads them there.
 
 use std::io::Read;
-use std::process::ExitCode;
 
 use keyhelper_core::config::{Config, HostBinding};
 use keyhelper_core::failure::Failure;
@@ -38,7 +37,7 @@ struct DockerCredential<'a> {
 pub const NOT_FOUND: &str = "credentials not found in native keychain";
 
 /// Runs one protocol action; returns the exit code.
-pub fn run(env: &Environment, action: &str) -> ExitCode {
+pub fn run(env: &Environment, action: &str) -> u8 {
     let mut input = String::new();
     if matches!(action, "get" | "erase" | "store") {
         let _ = std::io::stdin().read_to_string(&mut input);
@@ -47,13 +46,13 @@ pub fn run(env: &Environment, action: &str) -> ExitCode {
         Ok(mut reply) => {
             reply.push('\n');
             match keyhelper_core::output::print(&reply) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::from(1),
+                Ok(()) => 0,
+                Err(_) => 1,
             }
         }
         Err(failure) => {
             println!("{failure}");
-            ExitCode::from(1)
+            1
         }
     }
 }

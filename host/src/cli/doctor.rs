@@ -6,7 +6,6 @@
 //! One line per check: ✓, or ✗ with the exact fix. Never prints a secret.
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
@@ -52,7 +51,7 @@ struct Check {
 }
 
 /// Runs `doctor`; exits with the class of the first failed check.
-pub fn run(env: &Environment, args: &DoctorArgs) -> Result<ExitCode, Failure> {
+pub fn run(env: &Environment, args: &DoctorArgs) -> Result<u8, Failure> {
     let config = env.config()?;
     let store = env.store(&config)?;
     let names: Vec<String> = if args.names.is_empty() {
@@ -102,8 +101,8 @@ pub fn run(env: &Environment, args: &DoctorArgs) -> Result<ExitCode, Failure> {
         print!("{out}");
     }
     Ok(match checks.iter().find(|c| c.ok == Some(false)) {
-        Some(failed) => ExitCode::from(failed.class.code()),
-        None => ExitCode::SUCCESS,
+        Some(failed) => failed.class.code(),
+        None => 0,
     })
 }
 

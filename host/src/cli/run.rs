@@ -14,7 +14,7 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 
 use clap::{ArgGroup, Args};
 use keyhelper_core::credential::Secret;
@@ -54,7 +54,7 @@ pub struct RunArgs {
 }
 
 /// Runs `run`; returns the program's exit code when keyhelper outlives it.
-pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
+pub fn run(env: &Environment, args: &RunArgs) -> Result<u8, Failure> {
     let config = env.config()?;
     let secrets =
         if args.env.is_empty() { Vec::new() } else { secret_env::fetch(env, &config, &args.env, "run")? };
@@ -63,10 +63,10 @@ pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
     command.args(rest).envs(secrets.iter().map(|(var, secret)| (var, secret.expose())));
     if args.proxy.is_empty() && !args.mask {
         return Ok(match platform::hand_over(&mut command, None) {
-            Ok(code) => ExitCode::from(code),
+            Ok(code) => code,
             Err(error) => {
                 eprintln!("keyhelper: error: {}", not_started(program, &error));
-                ExitCode::from(exit_code_for(&error))
+                exit_code_for(&error)
             }
         });
     }
@@ -95,7 +95,7 @@ pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
         Err(e) => {
             let failure = not_started(program, &e);
             eprintln!("keyhelper: error: {failure}");
-            return Ok(ExitCode::from(exit_code_for(&e)));
+            return Ok(exit_code_for(&e));
         }
     };
     platform::forward_stop_signals_to(child.id());
@@ -115,7 +115,7 @@ pub fn run(env: &Environment, args: &RunArgs) -> Result<ExitCode, Failure> {
         let _ = pump.join();
     }
     drop(proxies);
-    Ok(ExitCode::from(platform::exit_code(status)))
+    Ok(platform::exit_code(status))
 }
 
 /// One proxy per `--proxy` credential, each of another API family.

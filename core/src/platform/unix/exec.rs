@@ -15,11 +15,6 @@ pub fn hand_over(command: &mut Command, arg0: Option<&OsStr>) -> std::io::Result
     Err(command.exec())
 }
 
-/// This process's arguments, `argv[0]` first.
-pub fn original_args() -> Vec<OsString> {
-    std::env::args_os().collect()
-}
-
 /// The arguments the C runtime passed to a `#![no_main]` program's `main`,
 /// `argv[0]` first. They are read from `argv` itself: only glibc also hands
 /// them to std (musl, the BSDs' libc and macOS's do not).

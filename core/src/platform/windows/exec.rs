@@ -25,7 +25,7 @@ pub fn hand_over(command: &mut Command, arg0: Option<&OsStr>) -> std::io::Result
 
 /// This process's arguments, `argv[0]` first: the name the small executable
 /// was run by, if it handed over to this one.
-pub fn original_args() -> Vec<OsString> {
+fn original_args() -> Vec<OsString> {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     if let (Some(arg0), Some(first)) = (std::env::var_os(ARGV0_VAR), args.first_mut()) {
         *first = arg0;
