@@ -138,3 +138,33 @@ fn installs_and_serves(fixture: &str, version: &str) {
             .contains(&format!("contract:     keyhelper:provider@{version}"))
     );
 }
+
+/// A process that calls a plugin again (a proxy renewing) uses the component
+/// it loaded the first time: neither its artifact nor the compiler is needed
+/// again. The bytes are still checked against their pin at every load.
+#[test]
+fn a_runtime_loads_each_plugin_once_and_still_checks_its_bytes_every_time() {
+    let artifacts = support::TempDir::new("loaded-once");
+    let runtime =
+        PluginRuntime::with_compiler(artifacts.path().to_path_buf(), support::compiler_exe()).unwrap();
+    let wasm = support::fixture_wasm("legacy-v0_2_0");
+    let sha256 = support::sha256_hex(&wasm);
+    let source = |wasm: Vec<u8>| PluginSource {
+        name: "legacy",
+        wasm: Cow::Owned(wasm),
+        sha256: &sha256,
+        check: IntegrityCheck::EveryLoad,
+    };
+    runtime.load(&source(wasm.clone())).unwrap();
+    let artifacts_made = std::fs::read_dir(artifacts.path()).unwrap().count();
+    assert_eq!(artifacts_made, 1, "the first load compiles the plugin and stores its artifact");
+    std::fs::remove_dir_all(artifacts.path()).unwrap();
+
+    let again = runtime.load(&source(wasm.clone())).unwrap();
+    assert_eq!(again.fetch(context(), &request("hello")).unwrap().secret.expose(), "hello-secret-for-old");
+    assert!(!artifacts.path().exists(), "the second load neither read nor wrote an artifact");
+
+    let mut altered = wasm;
+    *altered.last_mut().unwrap() ^= 1;
+    assert!(matches!(runtime.load(&source(altered)), Err(PluginError::Integrity { .. })));
+}

@@ -12,6 +12,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use keyhelper_core::platform::{self, Exposure};
 use keyhelper_core::private_fs::{self, Durability};
@@ -42,13 +43,20 @@ pub enum CompileError {
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
-    compiler: PathBuf,
+    compiler: OnceLock<PathBuf>,
 }
 
 impl ArtifactCache {
-    /// A cache in `dir`, filled by the `keyhelper-compile` at `compiler`.
-    pub fn new(dir: PathBuf, compiler: PathBuf) -> Self {
-        Self { dir, compiler }
+    /// A cache in `dir`, filled by the `keyhelper-compile` at `compiler`, or
+    /// with `None` by the one beside this executable, looked up only when a
+    /// plugin is compiled: a call whose artifact is there does not spend a
+    /// `readlink` of `/proc/self/exe` on it.
+    pub fn new(dir: PathBuf, compiler: Option<PathBuf>) -> Self {
+        Self { dir, compiler: compiler.map(OnceLock::from).unwrap_or_default() }
+    }
+
+    fn compiler(&self) -> &Path {
+        self.compiler.get_or_init(keyhelper_core::invocation::compiler_executable)
     }
 
     /// The path of the artifact for a plugin whose wasm has this sha256.
@@ -102,7 +110,7 @@ impl ArtifactCache {
     fn run_compiler(&self, wasm: &[u8]) -> Result<Vec<u8>, CompileError> {
         let inherited =
             platform::BASE_CHILD_ENV.iter().filter_map(|name| Some((name, std::env::var_os(name)?)));
-        let mut child = Command::new(&self.compiler)
+        let mut child = Command::new(self.compiler())
             .env_clear()
             .envs(inherited)
             .stdin(Stdio::piped())
@@ -130,7 +138,7 @@ impl ArtifactCache {
     }
 
     fn compiler_failed(&self, problem: String) -> CompileError {
-        CompileError::Compiler { compiler: self.compiler.clone(), problem }
+        CompileError::Compiler { compiler: self.compiler().to_path_buf(), problem }
     }
 
     /// Whether `path` is in a private directory and owned by this user.

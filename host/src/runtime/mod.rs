@@ -17,8 +17,9 @@ pub mod sandbox;
 pub mod versions;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use keyhelper_core::credential::{Credential, Secret};
 use sha2::{Digest, Sha256};
@@ -119,21 +120,32 @@ pub struct PluginRuntime {
     /// cold call the other two.
     linkers: [OnceLock<Linker<PluginState>>; versions::SUPPORTED.len()],
     artifacts: ArtifactCache,
+    /// The components loaded so far, by the sha256 of their wasm: a process
+    /// that calls a plugin again (a proxy renewing) does not load it again,
+    /// and a call's end does not unmap its code.
+    components: Mutex<HashMap<String, Component>>,
 }
 
 impl PluginRuntime {
     /// A runtime that keeps compiled plugins in `artifact_dir` and compiles
     /// them with `keyhelper-compile`, installed beside this executable.
     pub fn new(artifact_dir: PathBuf) -> anyhow::Result<Self> {
-        Self::with_compiler(artifact_dir, keyhelper_core::invocation::compiler_executable())
+        Self::with_artifacts(ArtifactCache::new(artifact_dir, None))
     }
 
     /// A runtime that compiles plugins with the `keyhelper-compile` at
     /// `compiler` (tests, whose executables do not sit beside it).
     pub fn with_compiler(artifact_dir: PathBuf, compiler: PathBuf) -> anyhow::Result<Self> {
-        let engine = engine::shared()?;
-        let artifacts = ArtifactCache::new(artifact_dir, compiler);
-        Ok(Self { engine, linkers: Default::default(), artifacts })
+        Self::with_artifacts(ArtifactCache::new(artifact_dir, Some(compiler)))
+    }
+
+    fn with_artifacts(artifacts: ArtifactCache) -> anyhow::Result<Self> {
+        Ok(Self {
+            engine: engine::shared()?,
+            linkers: Default::default(),
+            artifacts,
+            components: Mutex::default(),
+        })
     }
 
     /// The linker for plugins of `contract`: WASI with an empty context (Rust
@@ -148,6 +160,49 @@ impl PluginRuntime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         contract.add_to_linker(&mut linker)?;
         Ok(slot.get_or_init(|| linker))
+    }
+
+    /// The plugin's compiled component: the one loaded earlier in this
+    /// process, or its artifact, or compiled now (after `check`).
+    fn component(
+        &self,
+        source: &PluginSource<'_>,
+        check: impl Fn() -> Result<(), PluginError>,
+    ) -> Result<Component, PluginError> {
+        if let Some(component) = self.remembered(source.sha256) {
+            return Ok(component);
+        }
+        let component = match self.artifacts.load(&self.engine, source.sha256) {
+            Some(component) => component,
+            None => {
+                if source.check == IntegrityCheck::BeforeCompiling {
+                    check()?;
+                }
+                let plugin = source.name.to_string();
+                self.artifacts.compile(&self.engine, source.sha256, &source.wasm).map_err(|e| match e {
+                    CompileError::Invalid(problem) => PluginError::Incompatible {
+                        plugin,
+                        problem: format!("is not a valid component: {problem}"),
+                    },
+                    e @ CompileError::Compiler { .. } => {
+                        PluginError::Compiler { plugin, problem: e.to_string() }
+                    }
+                })?
+            }
+        };
+        self.remember(source.sha256, &component);
+        Ok(component)
+    }
+
+    fn remembered(&self, sha256: &str) -> Option<Component> {
+        self.components.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(sha256).cloned()
+    }
+
+    fn remember(&self, sha256: &str, component: &Component) {
+        self.components
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sha256.to_string(), component.clone());
     }
 
     /// Verifies, compiles (once) and links a plugin.
@@ -168,22 +223,7 @@ impl PluginRuntime {
         if source.check == IntegrityCheck::EveryLoad {
             check()?;
         }
-        let component = match self.artifacts.load(&self.engine, source.sha256) {
-            Some(component) => component,
-            None => {
-                if source.check == IntegrityCheck::BeforeCompiling {
-                    check()?;
-                }
-                self.artifacts.compile(&self.engine, source.sha256, &source.wasm).map_err(|e| match e {
-                    CompileError::Invalid(problem) => {
-                        incompatible(format!("is not a valid component: {problem}"))
-                    }
-                    e @ CompileError::Compiler { .. } => {
-                        PluginError::Compiler { plugin: plugin.clone(), problem: e.to_string() }
-                    }
-                })?
-            }
-        };
+        let component = self.component(source, check)?;
         let version = contract_version(&self.engine, &component).map_err(incompatible)?;
         if !versions::SUPPORTED.iter().any(|v| semver_compatible(v, &version)) {
             return Err(incompatible(format!(
