@@ -15,15 +15,16 @@ pub mod http;
 pub mod outcome;
 pub mod sandbox;
 pub mod versions;
+mod wasi_link;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use keyhelper_core::credential::{Credential, Secret};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Store};
 use zeroize::Zeroizing;
 
@@ -31,6 +32,7 @@ use self::artifacts::{ArtifactCache, CompileError};
 use self::outcome::{FailureKind, PluginInfo, PluginOption, ProviderFailure, Validation, Verdict};
 use self::sandbox::{CallContext, LimitExceeded, PluginState};
 use self::versions::{Contract, VersionedPre, latest};
+use self::wasi_link::GrowingLinker;
 
 /// The interface every plugin must export, without its version.
 const PROVIDER_EXPORT: &str = "keyhelper:provider/provider@";
@@ -116,9 +118,9 @@ pub enum IntegrityCheck {
 pub struct PluginRuntime {
     engine: Engine,
     /// A linker per contract version, made when a plugin of that version is
-    /// first loaded: a call needs one, and linking all of them cost every
-    /// cold call the other two.
-    linkers: [OnceLock<Linker<PluginState>>; versions::SUPPORTED.len()],
+    /// first loaded (a call needs one, and linking all of them cost every
+    /// cold call the other two), with the WASI its plugins import.
+    linkers: [Mutex<Option<GrowingLinker>>; versions::SUPPORTED.len()],
     artifacts: ArtifactCache,
     /// The components loaded so far, by the sha256 of their wasm: a process
     /// that calls a plugin again (a proxy renewing) does not load it again,
@@ -148,18 +150,35 @@ impl PluginRuntime {
         })
     }
 
-    /// The linker for plugins of `contract`: WASI with an empty context (Rust
-    /// std links against it, but there are no files, sockets, variables,
-    /// arguments or stdio behind it) and the contract's `host` interface.
-    fn linker(&self, contract: Contract) -> wasmtime::Result<&Linker<PluginState>> {
-        let slot = &self.linkers[contract.index()];
-        if let Some(linker) = slot.get() {
-            return Ok(linker);
-        }
-        let mut linker = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        contract.add_to_linker(&mut linker)?;
-        Ok(slot.get_or_init(|| linker))
+    /// `component` (a plugin of `contract`) ready to instantiate: linked
+    /// against the contract's `host` interface and the WASI it imports, with
+    /// an empty context (Rust std links against it, but there are no files,
+    /// sockets, variables, arguments or stdio behind it).
+    fn instantiate_pre(
+        &self,
+        contract: Contract,
+        component: &Component,
+        incompatible: impl Fn(String) -> PluginError,
+    ) -> Result<InstancePre<PluginState>, PluginError> {
+        let cannot_link =
+            |e: wasmtime::Error| incompatible(format!("cannot be linked: {}", root_message(&e)));
+        let mut slot =
+            self.linkers[contract.index()].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let linker = match &mut *slot {
+            Some(linker) => linker,
+            empty => empty.insert(
+                GrowingLinker::new(&self.engine, |linker| contract.add_to_linker(linker))
+                    .map_err(cannot_link)?,
+            ),
+        };
+        let linker = linker.for_component(&self.engine, component).map_err(cannot_link)?;
+        linker.instantiate_pre(component).map_err(|e| {
+            incompatible(format!(
+                "imports something this keyhelper does not provide ({}); rebuild it against keyhelper:provider@{}",
+                root_message(&e),
+                versions::SUPPORTED.last().expect("at least one version")
+            ))
+        })
     }
 
     /// The plugin's compiled component: the one loaded earlier in this
@@ -232,16 +251,7 @@ impl PluginRuntime {
             )));
         }
         let contract = Contract::of(&version);
-        let linker = self
-            .linker(contract)
-            .map_err(|e| incompatible(format!("cannot be linked: {}", root_message(&e))))?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| {
-            incompatible(format!(
-                "imports something this keyhelper does not provide ({}); rebuild it against keyhelper:provider@{}",
-                root_message(&e),
-                versions::SUPPORTED.last().expect("at least one version")
-            ))
-        })?;
+        let pre = self.instantiate_pre(contract, &component, incompatible)?;
         let pre = VersionedPre::new(contract, pre)
             .map_err(|e| incompatible(format!("does not match the plugin world: {}", root_message(&e))))?;
         Ok(LoadedPlugin { name: plugin, engine: self.engine.clone(), pre, api_version: version })
