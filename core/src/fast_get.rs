@@ -28,18 +28,12 @@ use crate::failure::ExitClass;
 use crate::invocation;
 use crate::output::{self, Conventions, Format};
 use crate::paths::Dirs;
+use crate::plain_get::{self, PlainGet};
 use crate::platform;
 use crate::private_fs::{self, Durability};
 use crate::sources;
 
 const NOTE_VERSION: &str = "keyhelper fast-get note v4";
-
-/// A plain `get` the fast path may serve.
-struct PlainGet {
-    name: String,
-    format: Format,
-    newline: bool,
-}
 
 /// What the full path learned from a `get` that lets the fast path repeat it.
 #[derive(Debug, Clone)]
@@ -158,22 +152,9 @@ fn header(dirs: &Dirs) -> String {
 
 /// `get NAME`, `-n` and `--format raw|json` in any order, and nothing else.
 fn parse(args: &[OsString]) -> Option<PlainGet> {
-    let mut args = args.iter().skip(1).map(|a| a.to_str());
-    if args.next()?? != "get" {
-        return None;
-    }
-    let mut get = PlainGet { name: String::new(), format: Format::Raw, newline: true };
-    while let Some(arg) = args.next() {
-        let format = |value: &str| Format::parse(value).filter(|f| matches!(f, Format::Raw | Format::Json));
-        match arg? {
-            "-n" => get.newline = false,
-            "--format" => get.format = format(args.next()??)?,
-            other if other.starts_with("--format=") => get.format = format(&other["--format=".len()..])?,
-            other if !other.starts_with('-') && get.name.is_empty() => get.name = other.to_string(),
-            _ => return None,
-        }
-    }
-    (!get.name.is_empty()).then_some(get)
+    plain_get::parse(args).filter(|get| {
+        matches!(get.format, Format::Raw | Format::Json) && get.min_ttl.is_none() && !get.no_cache
+    })
 }
 
 fn note_path(dirs: &Dirs, name: &str) -> std::path::PathBuf {

@@ -28,6 +28,7 @@ pub mod invocation;
 pub mod manifest;
 pub mod output;
 pub mod paths;
+pub mod plain_get;
 pub mod platform;
 pub mod private_fs;
 pub mod resolve;

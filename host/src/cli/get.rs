@@ -7,6 +7,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use keyhelper_core::failure::{ExitClass, Failure};
 use keyhelper_core::fast_get;
 use keyhelper_core::output::{self, Format};
+use keyhelper_core::plain_get::PlainGet;
 
 use crate::broker::GetOptions;
 use crate::environment::Environment;
@@ -29,6 +30,18 @@ pub struct GetArgs {
     /// Ask the provider even if a fresh secret is cached (and do not cache it).
     #[arg(long)]
     pub no_cache: bool,
+}
+
+impl From<PlainGet> for GetArgs {
+    fn from(get: PlainGet) -> Self {
+        Self {
+            name: get.name,
+            no_newline: !get.newline,
+            format: get.format,
+            min_ttl: get.min_ttl,
+            no_cache: get.no_cache,
+        }
+    }
 }
 
 /// `--format`: the names and help of [`Format::ALL`].

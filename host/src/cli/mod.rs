@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use keyhelper_core::failure::{ExitClass, Failure};
-use keyhelper_core::invocation;
+use keyhelper_core::{invocation, plain_get};
 
 use crate::environment::Environment;
 
@@ -58,33 +58,12 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 }
 
-/// The command line of `keyhelper get …` alone, the call that comes most
-/// often: clap builds the definitions of every subcommand before it parses,
-/// and for [`Cli`] that took a cold `get` 0.15 ms (a tenth of its own time).
-/// Whatever this does not accept (help included) goes to [`Cli`], so
-/// answers and errors are the same either way.
-#[derive(Debug, Parser)]
-#[command(name = "keyhelper")]
-struct GetCli {
-    #[command(flatten)]
-    global: GlobalArgs,
-    #[command(subcommand)]
-    command: GetCommand,
-}
-
-/// [`GetCli`]'s one subcommand.
-#[derive(Debug, Subcommand)]
-enum GetCommand {
-    Get(get::GetArgs),
-}
-
-/// Parses a command line: a plain `keyhelper get …` with [`GetCli`], the
-/// rest (and whatever it refuses) with [`Cli`].
+/// Parses a command line: a plain `keyhelper get …` without clap
+/// ([`plain_get`]), the rest (and whatever it leaves) with [`Cli`].
 fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
-    if args.get(1).is_some_and(|first| first == "get")
-        && let Ok(GetCli { global, command: GetCommand::Get(get) }) = GetCli::try_parse_from(&args)
-    {
-        return Ok(Cli { global, command: Command::Get(get) });
+    if let Some(get) = plain_get::parse(&args) {
+        let global = GlobalArgs { verbose: 0, config: None };
+        return Ok(Cli { global, command: Command::Get(get.into()) });
     }
     Cli::try_parse_from(args)
 }
@@ -257,12 +236,13 @@ mod tests {
         for args in [
             &["keyhelper", "get", "work"][..],
             &["keyhelper", "get", "work", "-n", "--format", "json", "--min-ttl", "10m", "--no-cache"],
-            &["keyhelper", "get", "-vv", "--config", "/etc/k.toml", "work"],
-            &["keyhelper", "get", "--format=env", "work"],
+            &["keyhelper", "get", "--no-cache", "--min-ttl=90s", "work", "--format=env"],
+            &["keyhelper", "get", "-n", "work", "--format", "k8s"],
         ] {
             let (fast, complete) = both(args);
             assert!(fast.starts_with("Cli {"), "{args:?} did not parse: {fast}");
             assert_eq!(fast, complete, "{args:?}");
+            assert!(plain_get::parse(&args.iter().map(Into::into).collect::<Vec<_>>()).is_some(), "{args:?}");
         }
     }
 
@@ -274,6 +254,10 @@ mod tests {
             &["keyhelper", "get", "work", "--format", "yaml"],
             &["keyhelper", "get", "work", "--min-ttl", "soon"],
             &["keyhelper", "get", "work", "extra"],
+            &["keyhelper", "get", "work", "-n", "-n"],
+            &["keyhelper", "get", "work", "--no-cache", "--no-cache"],
+            &["keyhelper", "get", "work", "--format", "raw", "--format", "json"],
+            &["keyhelper", "get", "work", "--no-cache=yes"],
         ] {
             let (fast, complete) = both(args);
             assert!(!fast.starts_with("Cli {"), "{args:?} parsed: {fast}");
