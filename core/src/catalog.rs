@@ -58,16 +58,19 @@ struct CatalogEntry {
 
 impl CatalogEntry {
     fn manifest(&self) -> &ProviderManifest {
-        self.parsed.get_or_init(|| {
-            ProviderManifest::parse(self.text).expect("bundled manifests are checked by tests")
-        })
+        self.parsed.get_or_init(|| bundled_manifest(self.text))
     }
+}
+
+/// A bundled manifest, from the JSON the build made of its TOML.
+fn bundled_manifest(json: &str) -> ProviderManifest {
+    serde_json::from_str(json).expect("bundled manifests are checked by tests")
 }
 
 impl ProviderCatalog {
     /// The providers bundled with this binary.
     pub fn bundled() -> Self {
-        let entries = bundled_manifests::BUNDLED_MANIFESTS
+        let entries = bundled_manifests::BUNDLED_MANIFESTS_JSON
             .iter()
             .map(|(name, text)| CatalogEntry {
                 name: name.to_string(),
@@ -119,8 +122,8 @@ impl ProviderCatalog {
 
     /// What keyhelper's own provider called `name` declares, if it bundles one.
     fn bundled_capabilities(&self, name: &str) -> Option<Capabilities> {
-        let text = bundled_manifests::BUNDLED_MANIFESTS.iter().find(|(n, _)| *n == name)?.1;
-        Some(ProviderManifest::parse(text).expect("bundled manifests are checked by tests").capabilities)
+        let json = bundled_manifests::BUNDLED_MANIFESTS_JSON.iter().find(|(n, _)| *n == name)?.1;
+        Some(bundled_manifest(json).capabilities)
     }
 
     fn insert(&mut self, manifest: ProviderManifest, origin: Origin) {
@@ -214,6 +217,18 @@ mod tests {
         for (name, text) in bundled_manifests::BUNDLED_MANIFESTS {
             let manifest = ProviderManifest::parse(text).unwrap();
             assert_eq!(manifest.name, *name, "providers/{name}.toml names itself differently");
+        }
+    }
+
+    /// What a call reads, the JSON the build made, means what the TOML says.
+    #[test]
+    fn every_bundled_manifests_json_is_its_toml() {
+        let json = bundled_manifests::BUNDLED_MANIFESTS_JSON;
+        assert_eq!(json.len(), bundled_manifests::BUNDLED_MANIFESTS.len());
+        for ((name, toml), (json_name, json)) in bundled_manifests::BUNDLED_MANIFESTS.iter().zip(json) {
+            assert_eq!(name, json_name);
+            let from_toml = format!("{:?}", ProviderManifest::parse(toml).unwrap());
+            assert_eq!(format!("{:?}", bundled_manifest(json)), from_toml, "{name}");
         }
     }
 
