@@ -71,7 +71,12 @@ impl ShippedBuild {
         };
         // Static, but still position-independent (static-pie): the address
         // space keeps its randomisation (ASLR).
-        let mut flags = vec!["-C", "target-feature=+crt-static"];
+        // getrandom 0.4 (wasmtime-wasi's RNG) looks its system call's libc
+        // wrapper up with `dlsym`, which a static executable cannot answer, and
+        // falls back to polling /dev/random and reading /dev/urandom at every
+        // plugin call; told the wrapper is there, it calls it.
+        let mut flags =
+            vec!["-C", "target-feature=+crt-static", "--cfg", "getrandom_backend=\"linux_getrandom\""];
         if self.pack_relocations {
             flags.extend(["-C", "link-arg=-Wl,-z,pack-relative-relocs"]);
         }
