@@ -12,6 +12,7 @@
 
 use std::ffi::{c_char, c_int};
 
+use keyhelper_core::failure::ExitClass;
 use keyhelper_core::platform::{self, ProcessHeap};
 use keyhelper_core::zero_on_free::ZeroOnFree;
 
@@ -28,5 +29,9 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     platform::prepare_bare_process();
     // SAFETY: these are the C runtime's own `argc` and `argv`.
     let args = unsafe { platform::args_of_main(argc, argv) };
-    std::process::exit(keyhelper_host::cli::main(args).into())
+    // A panic has printed its message; it ends the process as an internal
+    // error (exit 1), not as an abort at the edge of this C function.
+    let code =
+        std::panic::catch_unwind(|| keyhelper_host::cli::main(args)).unwrap_or(ExitClass::Internal.code());
+    std::process::exit(code.into())
 }
