@@ -8,7 +8,7 @@
 //! scattered over its whole text, so a hit touches twice the pages of a
 //! trivial program and takes 1.5× its time; linked alone they make a 1.6 MB
 //! executable that starts like a trivial program. A miss pays one extra
-//! `exec` (about 0.5 ms) on top of a plugin call that takes milliseconds.
+//! `exec` (about 0.35 ms) on top of a plugin call that takes milliseconds.
 //!
 //! For the same reason it starts at the C `main`, skipping what Rust's
 //! runtime does before its `main` (on Linux: reading `/proc/self/maps` for the
