@@ -52,6 +52,7 @@ fn format_parser() -> impl TypedValueParser<Value = Format> {
 
 /// Runs `get`.
 pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
+    crate::runtime::leave_spent_stores_to_exit();
     let config = env.config()?;
     let options = GetOptions { min_ttl: args.min_ttl.unwrap_or_default(), no_cache: args.no_cache };
     let broker = env.broker(&config)?;
