@@ -50,6 +50,7 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
 /// replaces this process; on Windows this waits and returns its exit code.
 fn run_full(args: &[OsString]) -> u8 {
     let full = full_executable();
+    platform::cache_whole_file(&full);
     let mut command = Command::new(&full);
     command.args(args.iter().skip(1));
     match platform::hand_over(&mut command, args.first().map(OsString::as_os_str)) {

@@ -38,7 +38,7 @@ use self::os::run_child;
 #[cfg(feature = "async")]
 pub use self::os::stop_requested;
 pub use self::os::{
-    BASE_CHILD_ENV, KEYRING_NAME, PLUGIN_CODE_NEEDS_UNWIND_INFO, URL_OPENER, args_of_main,
+    BASE_CHILD_ENV, KEYRING_NAME, PLUGIN_CODE_NEEDS_UNWIND_INFO, URL_OPENER, args_of_main, cache_whole_file,
     claim_from_environment, create_private_dir, current_stamp, exit_code, find_executable, forbid_core_dumps,
     forward_stop_signals_to, hand_over, keyring_may_answer, open_private, prepare_bare_process,
     process_is_running, read_file, read_file_stamped, read_private_file, same_file, spawn_renewer, sync_dir,

@@ -11,6 +11,8 @@ mod fs;
 #[cfg(all(feature = "fast-heap", target_os = "linux", target_env = "gnu"))]
 mod heap_hint;
 #[cfg(target_os = "linux")]
+mod page_cache;
+#[cfg(target_os = "linux")]
 mod process_linux;
 #[cfg(not(target_os = "linux"))]
 mod process_std;
@@ -28,6 +30,8 @@ pub use self::fs::{
 #[cfg(all(feature = "fast-heap", target_os = "linux", target_env = "gnu"))]
 pub use self::heap_hint::process_serves_requests;
 #[cfg(target_os = "linux")]
+pub use self::page_cache::cache_whole_file;
+#[cfg(target_os = "linux")]
 pub use self::process_linux::run_child;
 #[cfg(not(target_os = "linux"))]
 pub use self::process_std::run_child;
@@ -38,6 +42,11 @@ use std::fs::File;
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// Linux reads an executable back into the page cache, when part of it was
+/// evicted, before it runs it (see `page_cache`); elsewhere nothing is done.
+#[cfg(not(target_os = "linux"))]
+pub fn cache_whole_file(_path: &Path) {}
 
 /// Writes `bytes` to standard output directly, without passing through a
 /// buffer that would keep a copy (std's stdout keeps one for output without

@@ -158,6 +158,10 @@ pub fn process_is_running(pid: u32) -> bool {
 /// Windows that the small executable needs.
 pub fn prepare_bare_process() {}
 
+/// Where Linux reads an executable back into the page cache before running
+/// it (`unix/page_cache.rs`), Windows does nothing.
+pub fn cache_whole_file(_path: &Path) {}
+
 /// Windows writes no core files; Windows Error Reporting keeps no full dump
 /// of a crashed process unless an administrator configured `LocalDumps`.
 pub fn forbid_core_dumps() {}

@@ -1,0 +1,99 @@
+//! Linux: keeping `keyhelper-full` in the page cache the way a read leaves
+//! it. After a reboot (or once memory pressure has evicted it) the first
+//! `exec` reads the executable back through its page faults, and every later
+//! start of it is then slower than when the file was read or written through
+//! the file interface: measured, a cold `get` took 2.98 against 2.51 ms with
+//! the same executables, depending only on how their pages came back. So
+//! before the small executable runs `keyhelper-full`, it asks the kernel
+//! (`cachestat`, Linux 6.5) whether all of it is cached, and if not, reads
+//! it through once (`sendfile` to `/dev/null`, no copy in this process).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// `cachestat`'s number, the same on every architecture.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// How many pages of `file` are in the page cache, where the kernel can say.
+fn cached_pages(file: &File) -> Option<u64> {
+    let range = CachestatRange { off: 0, len: 0 };
+    let mut stat = Cachestat::default();
+    // SAFETY: cachestat reads `range` and writes `stat`, both valid for the call.
+    let done = unsafe { libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &range, &mut stat, 0) };
+    (done == 0).then_some(stat.nr_cache)
+}
+
+/// Reads `path` through the page cache if part of it is not cached (see the
+/// module's notes). Does nothing where the kernel cannot say, or on any
+/// error: it only costs speed.
+pub fn cache_whole_file(path: &Path) {
+    let Ok(file) = File::open(path) else { return };
+    let Ok(size) = file.metadata().map(|m| m.len()) else { return };
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+    match cached_pages(&file) {
+        Some(cached) if cached < size.div_ceil(page) => {}
+        _ => return,
+    }
+    let Ok(sink) = File::options().write(true).open("/dev/null") else { return };
+    let mut left = size;
+    while left > 0 {
+        // SAFETY: sendfile between two open descriptors, from the file's own
+        // position; no memory of ours is touched.
+        let sent = unsafe {
+            libc::sendfile(sink.as_raw_fd(), file.as_raw_fd(), std::ptr::null_mut(), left as usize)
+        };
+        match u64::try_from(sent) {
+            Ok(sent) if sent > 0 => left = left.saturating_sub(sent),
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_file_out_of_the_page_cache_is_read_back_whole() {
+        // Not /tmp, which may be a tmpfs, whose pages cannot be dropped.
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")).unwrap();
+        let path = dir.path().join("executable");
+        let mut file = File::create(&path).unwrap();
+        file.write_all(&vec![7u8; 3 << 20]).unwrap();
+        file.sync_all().unwrap();
+        let file = File::open(&path).unwrap();
+        let Some(before) = cached_pages(&file) else {
+            return; // a kernel without cachestat: nothing to check
+        };
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let pages = (3 << 20) / u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
+        assert_eq!(before, pages, "a file just written is cached");
+        // SAFETY: posix_fadvise on an open descriptor; it drops clean pages only.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let evicted = cached_pages(&file).unwrap();
+        assert!(evicted < pages / 2, "the pages were dropped ({evicted} of {pages} still cached)");
+        cache_whole_file(&path);
+        assert_eq!(cached_pages(&file), Some(pages));
+        cache_whole_file(&path);
+        assert_eq!(cached_pages(&file), Some(pages), "a cached file is left as it is");
+    }
+}
