@@ -52,7 +52,7 @@ fn format_parser() -> impl TypedValueParser<Value = Format> {
 
 /// Runs `get`.
 pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
-    crate::runtime::leave_spent_stores_to_exit();
+    crate::runtime::leave_plugin_memory_to_exit();
     let config = env.config()?;
     let options = GetOptions { min_ttl: args.min_ttl.unwrap_or_default(), no_cache: args.no_cache };
     let broker = env.broker(&config)?;
@@ -83,9 +83,5 @@ pub fn run(env: &Environment, args: &GetArgs) -> Result<(), Failure> {
         };
         fast_get::remember(&env.dirs, &args.name, &remembered);
     }
-    // The process ends now, and the kernel frees the plugin's code and the
-    // engine's memory at its exit faster than their destructors unmap them
-    // piece by piece.
-    std::mem::forget(broker);
     Ok(())
 }

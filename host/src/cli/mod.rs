@@ -47,7 +47,7 @@ pub struct Cli {
 }
 
 /// The options every subcommand takes.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct GlobalArgs {
     /// More diagnostics on stderr (-v debug, -vv trace). Never affects stdout.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -62,8 +62,7 @@ pub struct GlobalArgs {
 /// ([`plain_get`]), the rest (and whatever it leaves) with [`Cli`].
 fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     if let Some(get) = plain_get::parse(&args) {
-        let global = GlobalArgs { verbose: 0, config: None };
-        return Ok(Cli { global, command: Command::Get(get.into()) });
+        return Ok(Cli { global: GlobalArgs::default(), command: Command::Get(get.into()) });
     }
     Cli::try_parse_from(args)
 }

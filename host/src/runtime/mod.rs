@@ -479,22 +479,31 @@ impl LoadedPlugin {
 }
 
 /// Whether this process ends right after its plugin calls (see
-/// [`leave_spent_stores_to_exit`]).
-static STORES_LEFT_TO_EXIT: AtomicBool = AtomicBool::new(false);
+/// [`leave_plugin_memory_to_exit`]).
+static MEMORY_LEFT_TO_EXIT: AtomicBool = AtomicBool::new(false);
 
 /// Tells the runtime that this process ends right after its plugin calls
-/// (a `get`): a spent store is then left for the process's exit to free
-/// instead of being torn down (unmapping the plugin's memory, dropping its
-/// instance and resources took about 3% of a cold `get`). A process that
-/// calls plugins for long (a proxy) never says so.
-pub fn leave_spent_stores_to_exit() {
-    STORES_LEFT_TO_EXIT.store(true, Ordering::Relaxed);
+/// (a `get`): what the calls mapped, each spent store (the plugin's linear
+/// memory, its instance and resources) and the loaded components' code, is
+/// then left for the process's exit to free instead of being unmapped piece
+/// by piece (about 3% and 5% of a cold `get`). A process that calls plugins
+/// for long (a proxy) never says so.
+pub fn leave_plugin_memory_to_exit() {
+    MEMORY_LEFT_TO_EXIT.store(true, Ordering::Relaxed);
 }
 
-/// Tears a spent store down, or leaves it to the process's exit.
-fn retire(store: Store<PluginState>) {
-    if STORES_LEFT_TO_EXIT.load(Ordering::Relaxed) {
-        std::mem::forget(store);
+/// Drops `value`, or leaves it to the process's exit (see
+/// [`leave_plugin_memory_to_exit`]).
+fn retire<T>(value: T) {
+    if MEMORY_LEFT_TO_EXIT.load(Ordering::Relaxed) {
+        std::mem::forget(value);
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        retire(std::mem::take(self.components.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner)));
+        retire(std::mem::take(&mut self.linkers));
     }
 }
 

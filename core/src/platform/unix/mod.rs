@@ -43,8 +43,8 @@ use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Linux reads an executable back into the page cache, when part of it was
-/// evicted, before it runs it (see `page_cache`); elsewhere nothing is done.
+/// Linux reads an executable back into the page cache before it runs it,
+/// when most of it was evicted (see `page_cache`); elsewhere nothing is done.
 #[cfg(not(target_os = "linux"))]
 pub fn cache_whole_file(_path: &Path) {}
 
