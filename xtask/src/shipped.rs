@@ -143,6 +143,9 @@ pub fn run(command: &mut Command) -> Result<()> {
 /// The profile the small `keyhelper` executable ships with (`[profile.small]`).
 pub const SMALL_PROFILE: &str = "small";
 
+/// The profile `keyhelper-full` ships with (`[profile.full]`: fat LTO).
+pub const FULL_PROFILE: &str = "full";
+
 /// `cargo build --profile <profile>` of `selection`, as `build` says.
 pub fn build_profile(selection: &[&str], profile: &str, build: &ShippedBuild) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -164,19 +167,19 @@ pub fn build_release(selection: &[&str], build: &ShippedBuild) -> Result<()> {
 }
 
 impl ShippedBuild {
-    /// Builds the three executables as they ship (`keyhelper-full` and
-    /// `keyhelper-compile` for release, each alone so that Cranelift stays out
-    /// of `keyhelper-full`, and `keyhelper` with its own profile) and puts
+    /// Builds the three executables as they ship (`keyhelper-compile` for
+    /// release, `keyhelper-full` and `keyhelper` each with its own profile,
+    /// each alone so that Cranelift stays out of `keyhelper-full`) and puts
     /// fresh copies of them side by side, as `cargo xtask install` does;
     /// returns that directory.
     pub fn build_executables(&self) -> Result<PathBuf> {
-        build_release(&["-p", "keyhelper-host", "--bin", "keyhelper-full"], self)?;
+        build_profile(&["-p", "keyhelper-host", "--bin", "keyhelper-full"], FULL_PROFILE, self)?;
         build_release(&["-p", "keyhelper-compile"], self)?;
         build_profile(&["-p", "keyhelper", "--bin", "keyhelper"], SMALL_PROFILE, self)?;
         let dir = workspace_root().join("target").join("shipped");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for (profile, name) in
-            [("release", "keyhelper-full"), ("release", "keyhelper-compile"), (SMALL_PROFILE, "keyhelper")]
+            [(FULL_PROFILE, "keyhelper-full"), ("release", "keyhelper-compile"), (SMALL_PROFILE, "keyhelper")]
         {
             let built = self.bin_dir(profile).join(name);
             let copy = dir.join(name);

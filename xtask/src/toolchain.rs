@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::shipped::{SMALL_PROFILE, ShippedBuild, run};
+use crate::shipped::{FULL_PROFILE, SMALL_PROFILE, ShippedBuild, run};
 use crate::workspace_root;
 
 /// The target provider plugins are built for.
@@ -216,7 +216,7 @@ pub fn install() -> Result<()> {
     let shipped = ShippedBuild::for_host()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = workspace_root().join("target").join("install");
-    for (package, profile) in [("host", "release"), ("compiler", "release"), ("front", SMALL_PROFILE)] {
+    for (package, profile) in [("host", FULL_PROFILE), ("compiler", "release"), ("front", SMALL_PROFILE)] {
         run(Command::new(&cargo)
             .current_dir(workspace_root())
             .args(["install", "--locked", "--path", package, "--profile", profile, "--target-dir"])
