@@ -16,6 +16,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use super::ExecWarmUp;
 use super::exec_image::{ExecImage, default_caught_signals};
 use super::suspended_child::{self, ChildStack};
 
@@ -65,7 +66,8 @@ pub fn spawn_renewer(program: &Path, args: &[&OsStr], claim: File, claim_var: &s
     // The renewer may read these after this function has returned.
     let image: &'static ExecImage = Box::leak(Box::new(image));
     let renewer_stack: &'static mut ChildStack = Box::leak(Box::new(ChildStack::new()));
-    let exec = Exec { image, null_fd, claim_fd, gate_read, gate_write, renewer_stack };
+    let warm_up = ExecWarmUp::prepare();
+    let exec = Exec { image, null_fd, claim_fd, gate_read, gate_write, renewer_stack, warm_up };
     let exec: &'static Exec = Box::leak(Box::new(exec));
     let mut intermediate_stack = ChildStack::new();
     // SAFETY: the sigset functions write to valid, zeroed sigset_t values.
@@ -134,6 +136,8 @@ struct Exec {
     gate_write: libc::c_int,
     /// The stack the intermediate child starts the renewer on.
     renewer_stack: *mut ChildStack,
+    /// What the renewer does for its program before running it.
+    warm_up: ExecWarmUp,
 }
 
 /// The intermediate child: stdio on `/dev/null`, the claim kept across
@@ -179,6 +183,10 @@ extern "C" fn renewer_main(arg: *mut libc::c_void) -> libc::c_int {
         let mut gate = libc::pollfd { fd: exec.gate_read, events: libc::POLLIN, revents: 0 };
         libc::poll(&mut gate, 1, STARTER_WAIT_MS);
         libc::close(exec.gate_read);
+        let (executable, argv, envp) = exec.image.pointers();
+        // Its program back in the page cache the fast way if most of it was
+        // evicted (after a reboot), now that no caller waits.
+        exec.warm_up.run(executable, exec.null_fd);
         // What a program expects to start with: no handler of ours (exec
         // would reset them, but a signal could arrive between unblocking and
         // exec), SIGPIPE at its default (the small executable ignores it),
@@ -188,7 +196,6 @@ extern "C" fn renewer_main(arg: *mut libc::c_void) -> libc::c_int {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        let (executable, argv, envp) = exec.image.pointers();
         libc::execve(executable, argv, envp);
         libc::_exit(127)
     }
@@ -222,6 +229,53 @@ mod tests {
         // Without PATH a bare name is not run at all (execve would take it
         // relative to the current directory).
         assert!(executable_file(Path::new("keyhelper-full"), None).is_err());
+    }
+
+    /// After a reboot the first start of `keyhelper-full` may be a renewal:
+    /// its renewer reads the program back into the page cache whole (the
+    /// way a later cold `get` starts fastest) before it runs it. The program
+    /// here is a script that stops reading itself at `exit`, so only the
+    /// renewer's read-through can bring the rest of it back.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_renewer_reads_its_evicted_program_back_before_running_it() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+
+        use crate::platform::unix::page_cache::cached_pages;
+
+        // Not /tmp, which may be a tmpfs, whose pages cannot be dropped.
+        let parent = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
+        std::fs::create_dir_all(parent).unwrap();
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        let (program, ran) = (dir.path().join("renewer"), dir.path().join("ran"));
+        let mut script = format!("#!/bin/sh\necho ran > '{}'\nexit 0\n", ran.display()).into_bytes();
+        let padding = format!("#{}\n", "x".repeat(1023));
+        while script.len() < 4 << 20 {
+            script.extend_from_slice(padding.as_bytes());
+        }
+        let mut file = File::create(&program).unwrap();
+        file.write_all(&script).unwrap();
+        file.sync_all().unwrap();
+        drop(file);
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = File::open(&program).unwrap();
+        let Some(written) = cached_pages(file.as_raw_fd()) else {
+            return; // a kernel without cachestat: nothing to check
+        };
+        // SAFETY: posix_fadvise on an open descriptor; it drops clean pages only.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if cached_pages(file.as_raw_fd()) == Some(written) {
+            return; // a file system that keeps its pages (tmpfs): nothing was evicted
+        }
+
+        spawn_renewer(&program, &[], tempfile::tempfile().unwrap(), "KEYHELPER_TEST_CLAIM").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !ran.exists() {
+            assert!(std::time::Instant::now() < deadline, "the renewer never ran its program");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(cached_pages(file.as_raw_fd()), Some(written), "the whole program is cached again");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub use self::fs::{
 #[cfg(all(feature = "fast-heap", target_os = "linux", target_env = "gnu"))]
 pub use self::heap_hint::process_serves_requests;
 #[cfg(target_os = "linux")]
+use self::page_cache::ExecWarmUp;
+#[cfg(target_os = "linux")]
 pub use self::page_cache::cache_whole_file;
 #[cfg(target_os = "linux")]
 pub use self::process_linux::run_child;
@@ -47,6 +49,24 @@ use std::path::{Path, PathBuf};
 /// when most of it was evicted (see `page_cache`); elsewhere nothing is done.
 #[cfg(not(target_os = "linux"))]
 pub fn cache_whole_file(_path: &Path) {}
+
+/// What a renewer does for its program before it runs it: on Linux, the
+/// read-through of `page_cache`; elsewhere nothing.
+#[cfg(not(target_os = "linux"))]
+struct ExecWarmUp;
+
+#[cfg(not(target_os = "linux"))]
+impl ExecWarmUp {
+    fn prepare() -> Self {
+        Self
+    }
+
+    /// Nothing to do here.
+    ///
+    /// # Safety
+    /// None needed; the signature is Linux's.
+    unsafe fn run(&self, _path: *const libc::c_char, _sink: libc::c_int) {}
+}
 
 /// Writes `bytes` to standard output directly, without passing through a
 /// buffer that would keep a copy (std's stdout keeps one for output without

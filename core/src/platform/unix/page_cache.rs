@@ -11,9 +11,14 @@
 //! mostly cached is left alone: if an `exec` brought it back, reading it
 //! again would not change how it is cached, and a few pages lost to memory
 //! pressure are not worth reading 17 MB for at every call.
+//!
+//! A renewer (`detach`) does the same for its program before it runs it,
+//! after its starter has exited: when the first start of `keyhelper-full`
+//! after a reboot is a renewal in the background, the executable comes back
+//! the fast way too, and no caller waits for the read.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
 /// `cachestat`'s number, the same on every architecture.
@@ -35,13 +40,51 @@ struct Cachestat {
     nr_recently_evicted: u64,
 }
 
-/// How many pages of `file` are in the page cache, where the kernel can say.
-fn cached_pages(file: &File) -> Option<u64> {
+/// How many pages of the file open on `fd` are in the page cache, where
+/// the kernel can say. Async-signal-safe.
+pub(super) fn cached_pages(fd: RawFd) -> Option<u64> {
     let range = CachestatRange { off: 0, len: 0 };
     let mut stat = Cachestat::default();
     // SAFETY: cachestat reads `range` and writes `stat`, both valid for the call.
-    let done = unsafe { libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &range, &mut stat, 0) };
+    let done = unsafe { libc::syscall(SYS_CACHESTAT, fd, &range, &mut stat, 0) };
     (done == 0).then_some(stat.nr_cache)
+}
+
+/// The size of the file open on `fd`, if less than half of its pages of
+/// `page` bytes are cached; none if more are, or on any error.
+/// Async-signal-safe.
+fn mostly_evicted(fd: RawFd, page: u64) -> Option<u64> {
+    // SAFETY: fstat writes a stat structure, valid (zeroed) for the call.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; an invalid descriptor is an error, not undefined.
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return None;
+    }
+    let size = u64::try_from(stat.st_size).ok()?;
+    (cached_pages(fd)? < size.div_ceil(page.max(1)) / 2).then_some(size)
+}
+
+/// Reads `size` bytes of the file open on `fd` through the page cache into
+/// `sink` (open for writing on `/dev/null`), from the file's own position;
+/// stops at any error. Async-signal-safe, and nothing is copied into this
+/// process.
+fn read_through(fd: RawFd, sink: RawFd, size: u64) {
+    let mut left = size;
+    while left > 0 {
+        // SAFETY: sendfile between two descriptors, from the file's own
+        // position; no memory of ours is touched.
+        let sent = unsafe { libc::sendfile(sink, fd, std::ptr::null_mut(), left as usize) };
+        match u64::try_from(sent) {
+            Ok(sent) if sent > 0 => left = left.saturating_sub(sent),
+            _ => return,
+        }
+    }
+}
+
+/// The system's page size, the unit `cachestat` counts in.
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1)
 }
 
 /// Reads `path` through the page cache if less than half of it is cached
@@ -49,25 +92,41 @@ fn cached_pages(file: &File) -> Option<u64> {
 /// error: it only costs speed.
 pub fn cache_whole_file(path: &Path) {
     let Ok(file) = File::open(path) else { return };
-    let Ok(size) = file.metadata().map(|m| m.len()) else { return };
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
-    match cached_pages(&file) {
-        Some(cached) if cached < size.div_ceil(page) / 2 => {}
-        _ => return,
-    }
+    let Some(size) = mostly_evicted(file.as_raw_fd(), page_size()) else { return };
     let Ok(sink) = File::options().write(true).open("/dev/null") else { return };
-    let mut left = size;
-    while left > 0 {
-        // SAFETY: sendfile between two open descriptors, from the file's own
-        // position; no memory of ours is touched.
-        let sent = unsafe {
-            libc::sendfile(sink.as_raw_fd(), file.as_raw_fd(), std::ptr::null_mut(), left as usize)
-        };
-        match u64::try_from(sent) {
-            Ok(sent) if sent > 0 => left = left.saturating_sub(sent),
-            _ => return,
+    read_through(file.as_raw_fd(), sink.as_raw_fd(), size);
+}
+
+/// What a renewer does for its program between its `fork` and its `exec`:
+/// [`cache_whole_file`] with what that needs prepared beforehand.
+pub struct ExecWarmUp {
+    page: u64,
+}
+
+impl ExecWarmUp {
+    /// Prepared in the starter, before any child starts.
+    pub fn prepare() -> Self {
+        Self { page: page_size() }
+    }
+
+    /// Reads the executable at `path` (a NUL-terminated path) through the
+    /// page cache into `sink` (open for writing on `/dev/null`) if less than
+    /// half of it is cached. Only async-signal-safe system calls, nothing
+    /// allocated; does nothing on any error.
+    ///
+    /// # Safety
+    /// `path` must point to a NUL-terminated string.
+    pub unsafe fn run(&self, path: *const libc::c_char, sink: RawFd) {
+        // SAFETY: `path` is NUL-terminated (the caller's promise).
+        let fd = unsafe { libc::open(path, libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return;
         }
+        if let Some(size) = mostly_evicted(fd, self.page) {
+            read_through(fd, sink, size);
+        }
+        // SAFETY: closing the descriptor opened above, used by nothing else.
+        unsafe { libc::close(fd) };
     }
 }
 
@@ -87,7 +146,7 @@ mod tests {
         file.write_all(&vec![7u8; 3 << 20]).unwrap();
         file.sync_all().unwrap();
         let file = File::open(&path).unwrap();
-        let Some(before) = cached_pages(&file) else {
+        let Some(before) = cached_pages(file.as_raw_fd()) else {
             return; // a kernel without cachestat: nothing to check
         };
         // SAFETY: sysconf has no memory-safety preconditions.
@@ -95,19 +154,19 @@ mod tests {
         assert_eq!(before, pages, "a file just written is cached");
         // SAFETY: posix_fadvise on an open descriptor; it drops clean pages only.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        let evicted = cached_pages(&file).unwrap();
+        let evicted = cached_pages(file.as_raw_fd()).unwrap();
         if evicted == pages {
             return; // a file system that keeps its pages (tmpfs): nothing was evicted to read back
         }
         assert!(evicted < pages / 2, "the pages were dropped ({evicted} of {pages} still cached)");
         cache_whole_file(&path);
-        assert_eq!(cached_pages(&file), Some(pages));
+        assert_eq!(cached_pages(file.as_raw_fd()), Some(pages));
         let quarter: libc::off_t = (3 << 20) / 4;
         // SAFETY: as above, for the last quarter of the file only.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 3 * quarter, quarter, libc::POSIX_FADV_DONTNEED) };
-        let mostly = cached_pages(&file).unwrap();
+        let mostly = cached_pages(file.as_raw_fd()).unwrap();
         assert!(mostly < pages, "the last quarter was dropped");
         cache_whole_file(&path);
-        assert_eq!(cached_pages(&file), Some(mostly), "a file mostly cached is left as it is");
+        assert_eq!(cached_pages(file.as_raw_fd()), Some(mostly), "a file mostly cached is left as it is");
     }
 }
