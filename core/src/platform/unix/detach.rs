@@ -239,45 +239,28 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_renewer_reads_its_evicted_program_back_before_running_it() {
-        use std::io::Write;
-        use std::os::fd::AsRawFd;
+        use crate::platform::unix::page_cache::test_files;
 
-        use crate::platform::unix::page_cache::cached_pages;
-
-        // Not /tmp, which may be a tmpfs, whose pages cannot be dropped.
-        let parent = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
-        std::fs::create_dir_all(parent).unwrap();
-        let dir = tempfile::tempdir_in(parent).unwrap();
-        let (program, ran) = (dir.path().join("renewer"), dir.path().join("ran"));
-        let mut script = format!("#!/bin/sh\necho ran > '{}'\nexit 0\n", ran.display()).into_bytes();
+        // It marks that it ran beside itself, in the test's directory.
+        let mut script = b"#!/bin/sh\necho ran > \"$0.ran\"\nexit 0\n".to_vec();
         let padding = format!("#{}\n", "x".repeat(1023));
         while script.len() < 4 << 20 {
             script.extend_from_slice(padding.as_bytes());
         }
-        let mut file = File::create(&program).unwrap();
-        file.write_all(&script).unwrap();
-        file.sync_all().unwrap();
-        drop(file);
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let file = File::open(&program).unwrap();
-        let Some(written) = cached_pages(file.as_raw_fd()) else {
-            return; // a kernel without cachestat: nothing to check
+        script.truncate(4 << 20);
+        let Some(program) = test_files::evicted(&script) else {
+            return; // nothing can be evicted here to read back
         };
-        // SAFETY: posix_fadvise on an open descriptor; it drops clean pages only.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        let evicted = cached_pages(file.as_raw_fd()).unwrap();
-        if evicted == written {
-            return; // a file system that keeps its pages (tmpfs): nothing was evicted
-        }
-        assert!(evicted < written / 2, "the pages were dropped ({evicted} of {written} still cached)");
+        std::fs::set_permissions(&program.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ran = program.path.with_extension("ran");
 
-        spawn_renewer(&program, &[], tempfile::tempfile().unwrap(), "KEYHELPER_TEST_CLAIM").unwrap();
+        spawn_renewer(&program.path, &[], tempfile::tempfile().unwrap(), "KEYHELPER_TEST_CLAIM").unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !ran.exists() {
             assert!(std::time::Instant::now() < deadline, "the renewer never ran its program");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert_eq!(cached_pages(file.as_raw_fd()), Some(written), "the whole program is cached again");
+        assert_eq!(program.cached(), program.pages, "the whole program is cached again");
     }
 
     #[test]

@@ -130,43 +130,82 @@ impl ExecWarmUp {
     }
 }
 
+/// Files for the tests of what is cached.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) mod test_files {
+    use std::fs::File;
     use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::path::{Path, PathBuf};
 
-    #[test]
-    fn a_file_out_of_the_page_cache_is_read_back_whole_and_one_mostly_in_it_is_left_alone() {
-        // Not /tmp, which may be a tmpfs, whose pages cannot be dropped.
+    use super::{cached_pages, page_size};
+
+    /// A file written whole, then dropped from the page cache.
+    pub struct EvictedFile {
+        /// Its directory, removed when this is dropped.
+        _dir: tempfile::TempDir,
+        /// Where it is.
+        pub path: PathBuf,
+        /// It, open for reading.
+        pub file: File,
+        /// Its pages, all cached when it was written.
+        pub pages: u64,
+    }
+
+    impl EvictedFile {
+        /// How many of its pages are cached now.
+        pub fn cached(&self) -> u64 {
+            cached_pages(self.file.as_raw_fd()).expect("the kernel answered cachestat before")
+        }
+    }
+
+    /// `bytes` (a whole number of pages) written to a file under the
+    /// workspace's `target/` (not /tmp, which may be a tmpfs, whose pages
+    /// cannot be dropped), then dropped from the page cache; none where the
+    /// kernel has no cachestat or the file system keeps its pages.
+    pub fn evicted(bytes: &[u8]) -> Option<EvictedFile> {
         let parent = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
         std::fs::create_dir_all(parent).unwrap();
         let dir = tempfile::tempdir_in(parent).unwrap();
-        let path = dir.path().join("executable");
-        let mut file = File::create(&path).unwrap();
-        file.write_all(&vec![7u8; 3 << 20]).unwrap();
-        file.sync_all().unwrap();
+        let path = dir.path().join("file");
+        let mut written = File::create(&path).unwrap();
+        written.write_all(bytes).unwrap();
+        written.sync_all().unwrap();
         let file = File::open(&path).unwrap();
-        let Some(before) = cached_pages(file.as_raw_fd()) else {
-            return; // a kernel without cachestat: nothing to check
-        };
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let pages = (3 << 20) / u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
+        let before = cached_pages(file.as_raw_fd())?;
+        let pages = bytes.len() as u64 / page_size();
         assert_eq!(before, pages, "a file just written is cached");
         // SAFETY: posix_fadvise on an open descriptor; it drops clean pages only.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        let evicted = cached_pages(file.as_raw_fd()).unwrap();
-        if evicted == pages {
-            return; // a file system that keeps its pages (tmpfs): nothing was evicted to read back
+        let evicted = EvictedFile { _dir: dir, path, file, pages };
+        let left = evicted.cached();
+        if left == pages {
+            return None; // a file system that keeps its pages (tmpfs)
         }
-        assert!(evicted < pages / 2, "the pages were dropped ({evicted} of {pages} still cached)");
-        cache_whole_file(&path);
-        assert_eq!(cached_pages(file.as_raw_fd()), Some(pages));
+        assert!(left < pages / 2, "the pages were dropped ({left} of {pages} still cached)");
+        Some(evicted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_out_of_the_page_cache_is_read_back_whole_and_one_mostly_in_it_is_left_alone() {
+        let Some(evicted) = test_files::evicted(&vec![7u8; 3 << 20]) else {
+            return; // nothing can be evicted here to read back
+        };
+        cache_whole_file(&evicted.path);
+        assert_eq!(evicted.cached(), evicted.pages);
         let quarter: libc::off_t = (3 << 20) / 4;
-        // SAFETY: as above, for the last quarter of the file only.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), 3 * quarter, quarter, libc::POSIX_FADV_DONTNEED) };
-        let mostly = cached_pages(file.as_raw_fd()).unwrap();
-        assert!(mostly < pages, "the last quarter was dropped");
-        cache_whole_file(&path);
-        assert_eq!(cached_pages(file.as_raw_fd()), Some(mostly), "a file mostly cached is left as it is");
+        // SAFETY: posix_fadvise on an open descriptor, for the last quarter of the file only.
+        unsafe {
+            libc::posix_fadvise(evicted.file.as_raw_fd(), 3 * quarter, quarter, libc::POSIX_FADV_DONTNEED)
+        };
+        let mostly = evicted.cached();
+        assert!(mostly < evicted.pages, "the last quarter was dropped");
+        cache_whole_file(&evicted.path);
+        assert_eq!(evicted.cached(), mostly, "a file mostly cached is left as it is");
     }
 }
