@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use keyhelper_core::failure::{ExitClass, Failure};
@@ -23,24 +23,27 @@ use rustls::pki_types::pem::PemObject;
 use super::ProxyOptions;
 use super::access::{self, ClientKey};
 use super::credential_source::Authorization;
+use super::http1::RequestHead;
 use super::quota;
 use super::route::{Backend, Route};
-use super::upstream::{UpstreamError, UpstreamResponse, Upstreams};
+use super::upstream::{BoxError, OutgoingBody, UpstreamError, UpstreamResponse, Upstreams};
 
-/// A body in either direction.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// A response body for the client.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Request bodies up to this size are kept so a request can be retried after
 /// an upstream 401; larger ones stream through without a retry.
 const REPLAYABLE_BODY: u64 = 1 << 20;
 
-/// Headers that carry a credential: the client's are never passed on.
+/// Headers that carry a credential: the client's are never passed on (they
+/// are left out when the request is written upstream).
 const CREDENTIAL_HEADERS: [HeaderName; 4] =
     [header::AUTHORIZATION, access::API_KEY, access::X_API_KEY, header::PROXY_AUTHORIZATION];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not
-/// the message. Named, not spelled, so removing them parses no name.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// the message. Named, not spelled, so removing them parses no name. (A
+/// request's `Host` is replaced when it is sent upstream.)
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -48,7 +51,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
-    header::HOST,
 ];
 
 /// The proxy's request handler.
@@ -56,11 +58,6 @@ pub struct Forwarder {
     upstreams: Upstreams,
     route: Arc<Route>,
     client_key: ClientKey,
-}
-
-enum OutgoingBody {
-    Replayable(Bytes),
-    Streaming(Incoming),
 }
 
 impl Forwarder {
@@ -88,7 +85,8 @@ impl Forwarder {
                 "keyhelper proxy: missing or wrong client key; send the client key the proxy printed at start-up",
             );
         }
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        keep_end_to_end(&mut parts.headers);
         // No Content-Length and no Transfer-Encoding means no body (RFC 9112 §6.3).
         let length = match parts.headers.get(header::CONTENT_LENGTH) {
             Some(value) => value.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
@@ -96,6 +94,7 @@ impl Forwarder {
             None => Some(0),
         };
         let body = match length {
+            Some(0) => OutgoingBody::Replayable(Bytes::new()),
             Some(n) if n <= REPLAYABLE_BODY => match body.collect().await {
                 Ok(collected) => OutgoingBody::Replayable(collected.to_bytes()),
                 Err(e) => {
@@ -232,25 +231,15 @@ impl Forwarder {
         body: OutgoingBody,
         authorization: &Authorization,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let body: ProxyBody = match body {
-            OutgoingBody::Replayable(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),
-            OutgoingBody::Streaming(incoming) => incoming.boxed(),
+        let head = RequestHead {
+            method: &parts.method,
+            path,
+            headers: &parts.headers,
+            dropped: &CREDENTIAL_HEADERS,
+            added: &authorization.extra,
+            credential: (&authorization.name, &authorization.value),
         };
-        let mut request = Request::new(body);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = Uri::from(path.clone());
-        *request.version_mut() = hyper::Version::HTTP_11;
-        let headers = request.headers_mut();
-        *headers = parts.headers.clone();
-        keep_end_to_end(headers);
-        for name in &CREDENTIAL_HEADERS {
-            headers.remove(name);
-        }
-        for (name, value) in &authorization.extra {
-            headers.insert(name.clone(), value.clone());
-        }
-        headers.insert(authorization.name.clone(), authorization.value.clone());
-        self.upstreams.send(&backend.origin, request).await
+        self.upstreams.send(&backend.origin, head, body).await
     }
 }
 
@@ -287,6 +276,11 @@ fn pass_back(response: UpstreamResponse) -> Response<ProxyBody> {
 /// Removes the hop-by-hop headers (and those `Connection` names), which
 /// describe one connection, not the message.
 fn keep_end_to_end(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names finds that out, where
+    // removing each in turn would look up every one of them.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named_in_connection: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

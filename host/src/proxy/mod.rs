@@ -14,6 +14,7 @@
 mod access;
 mod credential_source;
 mod forward;
+mod http1;
 mod quota;
 mod route;
 mod upstream;

@@ -5,6 +5,7 @@
 //! file under the state directory for `keyhelper status` to show.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use hyper::Uri;
@@ -53,6 +54,12 @@ pub struct Route {
     pub failover_after: Duration,
     backends: Vec<Backend>,
     state: StateFile,
+    /// Whether any backend may be out of quota; while none is, a request
+    /// takes the backends as they are, without a lock or the time.
+    any_out: AtomicBool,
+    /// Held while a backend is taken out and while `any_out` is cleared, so
+    /// a clearing never hides a new outage.
+    marking: Mutex<()>,
 }
 
 impl Route {
@@ -82,7 +89,14 @@ impl Route {
             backends.push(backend(env, name, upstream, HeaderChoice::default())?);
         }
         let state = StateFile::new(&env.dirs, primary.api);
-        let route = Self { family: primary.api, failover_after: primary.failover_after, backends, state };
+        let route = Self {
+            family: primary.api,
+            failover_after: primary.failover_after,
+            backends,
+            state,
+            any_out: AtomicBool::new(false),
+            marking: Mutex::new(()),
+        };
         route.save();
         Ok(route)
     }
@@ -108,6 +122,9 @@ impl Route {
     /// The backends to try now, in order: those whose quota is not known to
     /// be gone, the primary first. When every one is out, all of them.
     pub fn candidates(&self) -> Vec<&Backend> {
+        if !self.any_out.load(Ordering::Acquire) {
+            return self.backends.iter().collect();
+        }
         let now = SystemTime::now();
         let mut returned = false;
         for backend in &self.backends {
@@ -126,13 +143,23 @@ impl Route {
         }
         let available: Vec<&Backend> =
             self.backends.iter().filter(|b| b.out.lock().expect("route lock").is_none()).collect();
+        if available.len() == self.backends.len() {
+            let _marking = self.marking.lock().expect("route lock");
+            if self.backends.iter().all(|b| b.out.lock().expect("route lock").is_none()) {
+                self.any_out.store(false, Ordering::Release);
+            }
+        }
         if available.is_empty() { self.backends.iter().collect() } else { available }
     }
 
     /// Takes `backend` out of the rotation while its quota is gone.
     pub fn mark_exhausted(&self, backend: &Backend, exhausted: &Exhausted) {
         let until = SystemTime::now() + exhausted.reset;
-        *backend.out.lock().expect("route lock") = Some((until, exhausted.reason.clone()));
+        {
+            let _marking = self.marking.lock().expect("route lock");
+            *backend.out.lock().expect("route lock") = Some((until, exhausted.reason.clone()));
+            self.any_out.store(true, Ordering::Release);
+        }
         let next = self.candidates().first().map(|b| b.credential.clone()).unwrap_or_default();
         eprintln!(
             "keyhelper: proxy: failing over from '{}' to '{next}' for {} ({})",

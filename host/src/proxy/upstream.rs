@@ -1,45 +1,64 @@
-//! One proxy worker's keep-alive HTTP/1 connections to its upstreams.
+//! One proxy worker's keep-alive HTTP/1.1 connections to its upstreams.
 //!
 //! Each worker thread runs its own single-threaded runtime, so it keeps its
 //! own idle connections, per origin, and a request never waits on another
-//! thread. A connection goes back to the idle list when the response's body
-//! has been read to its end, from the body itself: no task is spawned per
-//! request (hyper-util's pooled client spawns one to wait for that moment,
-//! which cost every request a task and a wake-up). A request that a reused
-//! connection closed before it was sent is sent again on a new connection.
+//! thread. A request writes its head and body to its connection and reads
+//! the response head itself ([`super::http1`]); the response's body reads
+//! the rest from the same connection as the client takes it, and hands the
+//! connection back to the idle list once it has read the body's end. No
+//! task runs per connection or per request.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{HeaderMap, HeaderValue};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
-use hyper::{Request, Response, Uri};
-use hyper_rustls::HttpsConnector;
+use hyper::{Method, Response, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tower_service::Service;
 
-use super::forward::ProxyBody;
+use super::http1::{self, Decoded, ProtocolError, RequestFraming, RequestHead, ResponseFraming};
 
 /// An idle connection unused this long is closed rather than reused: the
 /// upstream has probably closed it already.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The most idle connections kept per upstream origin (per worker).
 const MAX_IDLE_PER_ORIGIN: usize = 64;
+/// A kept request body up to this size goes out in the same write as its head.
+const COALESCED_BODY: usize = 64 * 1024;
+/// How much a read asks for at least.
+const READ_SIZE: usize = 8 * 1024;
+
+/// An error a body may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request did not get a response.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// Connecting (TCP, TLS) failed.
     #[error(transparent)]
-    Connect(Box<dyn std::error::Error + Send + Sync>),
-    /// The exchange on the connection failed.
+    Connect(BoxError),
+    /// Sending or receiving failed.
     #[error(transparent)]
-    Http(#[from] hyper::Error),
+    Io(#[from] std::io::Error),
+    /// The upstream closed the connection before its answer.
+    #[error("the upstream closed the connection before answering")]
+    Closed,
+    /// The answer was not HTTP/1.1 the proxy can pass on.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The client's request body failed while it was being sent.
+    #[error("reading the request body failed: {0}")]
+    RequestBody(hyper::Error),
 }
 
 /// Where connections go: scheme and authority, and the `Host` header that
@@ -68,9 +87,62 @@ impl Origin {
     }
 }
 
+fn default_port(scheme: &Scheme) -> Option<u16> {
+    match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// A request body: kept whole (so it can be sent again), or streamed from
+/// the client.
+pub enum OutgoingBody {
+    /// The whole body, at hand.
+    Replayable(Bytes),
+    /// The client's body, read as it is sent.
+    Streaming(Incoming),
+}
+
+type Stream = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
+
+/// An open connection to an upstream and what was read from it but not yet
+/// used. It is kept boxed: a TLS connection's state is kilobytes, which every
+/// move of a request's future or body would copy.
+struct Connection {
+    io: Stream,
+    read: BytesMut,
+}
+
+impl Connection {
+    /// Reads more into the buffer; `Ok(0)` at the upstream's close.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        self.read.reserve(READ_SIZE);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Whether an idle connection can carry a request: the upstream has not
+    /// closed it or sent anything unasked. Asks the socket's readiness, which
+    /// costs no system call while nothing has arrived.
+    fn still_open(&self) -> bool {
+        let tcp = match self.io.inner() {
+            MaybeHttpsStream::Http(tcp) => tcp.inner(),
+            MaybeHttpsStream::Https(tls) => tls.inner().get_ref().0.inner().inner(),
+        };
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        self.read.is_empty() && tcp.poll_peek(&mut cx, &mut probe).is_pending()
+    }
+}
+
 /// Idle connections, per origin: a proxy has an origin per credential of
 /// its route, a handful, so a list is searched faster than a map is hashed.
-type IdleConnections = Arc<Mutex<Vec<(Origin, Vec<(SendRequest<ProxyBody>, Instant)>)>>>;
+type IdleConnections = Arc<Mutex<Vec<(Origin, Vec<(Box<Connection>, Instant)>)>>>;
 
 /// A worker's connections to its upstreams.
 pub struct Upstreams {
@@ -81,58 +153,83 @@ pub struct Upstreams {
 /// An upstream's response, whose body hands its connection back when it ends.
 pub type UpstreamResponse = Response<UpstreamBody>;
 
+/// How an exchange on one connection failed.
+struct Failed {
+    error: UpstreamError,
+    /// Whether the request may go again on another connection: the upstream
+    /// closed this one (a reused one) before any byte of an answer, and
+    /// either refused the request's bytes or the method is idempotent.
+    retry: bool,
+}
+
 impl Upstreams {
     /// Connections made with `connector` (plain TCP or TLS).
     pub fn new(connector: HttpsConnector<HttpConnector>) -> Self {
         Self { connector, idle: Arc::default() }
     }
 
-    /// Sends `request` (whose URI is in origin form: path and query) to
-    /// `origin`, on an idle connection or a new one, with `Host` set.
+    /// Sends a request to `origin`, on an idle connection or a new one. A
+    /// reused connection that the upstream had closed is replaced, and the
+    /// request sent again when it can be (RFC 9110 §9.2.2).
     pub async fn send(
         &self,
         origin: &Origin,
-        mut request: Request<ProxyBody>,
+        head: RequestHead<'_>,
+        body: OutgoingBody,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        request.headers_mut().insert(header::HOST, origin.host.clone());
+        let framing = match &body {
+            OutgoingBody::Replayable(bytes) => RequestFraming::Length(bytes.len() as u64),
+            OutgoingBody::Streaming(incoming) => {
+                incoming.size_hint().exact().map_or(RequestFraming::Chunked, RequestFraming::Length)
+            }
+        };
+        let mut wire = Vec::with_capacity(1024);
+        http1::write_request_head(&mut wire, &head, &origin.host, framing);
+        let mut body = match body {
+            OutgoingBody::Replayable(bytes) if bytes.len() <= COALESCED_BODY => {
+                wire.extend_from_slice(&bytes);
+                None
+            }
+            other => Some(other),
+        };
+        let idempotent = is_idempotent(head.method, head.headers);
         loop {
-            let (mut sender, reused) = match self.idle_connection(origin).await {
-                Some(sender) => (sender, true),
+            let (mut connection, reused) = match self.idle_connection(origin) {
+                Some(connection) => (connection, true),
                 None => (self.connect(origin).await?, false),
             };
-            match sender.try_send_request(request).await {
+            match exchange(&mut connection, &wire, &mut body, framing, reused, idempotent).await {
                 Ok(response) => {
-                    let (head, body) = response.into_parts();
-                    let returning =
-                        Some(Returning { sender, origin: origin.clone(), idle: self.idle.clone() });
-                    let body = UpstreamBody { body, returning, ended: false };
-                    return Ok(Response::from_parts(head, body));
+                    let framing = ResponseFraming::of(head.method, &response)?;
+                    let returning = response
+                        .keep_alive
+                        .then(|| Returning { origin: origin.clone(), idle: self.idle.clone() });
+                    let body = UpstreamBody { connection: Some(connection), framing, returning };
+                    let mut answer = Response::new(body);
+                    *answer.status_mut() = response.status;
+                    *answer.headers_mut() = response.headers;
+                    return Ok(answer);
                 }
-                Err(mut failed) => match failed.take_message() {
-                    // Closed before a byte was sent: safe to send again.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(failed.into_error().into()),
-                },
+                Err(Failed { retry: true, .. }) => continue,
+                Err(Failed { error, .. }) => return Err(error),
             }
         }
     }
 
-    /// An idle connection to `origin` that is ready for a request.
-    async fn idle_connection(&self, origin: &Origin) -> Option<SendRequest<ProxyBody>> {
-        loop {
-            let (mut sender, since) = {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let (_, list) = idle.iter_mut().find(|(known, _)| known.same_as(origin))?;
-                list.pop()?
-            };
-            if since.elapsed() < IDLE_TIMEOUT && sender.ready().await.is_ok() {
-                return Some(sender);
+    /// An idle connection to `origin` that is still open.
+    fn idle_connection(&self, origin: &Origin) -> Option<Box<Connection>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, list) = idle.iter_mut().find(|(known, _)| known.same_as(origin))?;
+        while let Some((connection, since)) = list.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && connection.still_open() {
+                return Some(connection);
             }
         }
+        None
     }
 
-    /// A new connection to `origin`, its task on this worker.
-    async fn connect(&self, origin: &Origin) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+    /// A new connection to `origin`.
+    async fn connect(&self, origin: &Origin) -> Result<Box<Connection>, UpstreamError> {
         let uri = Uri::builder()
             .scheme(origin.scheme.clone())
             .authority(origin.authority.clone())
@@ -142,33 +239,105 @@ impl Upstreams {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(UpstreamError::Connect)?;
         let stream = connector.call(uri).await.map_err(UpstreamError::Connect)?;
-        let (sender, connection) = http1::handshake(stream).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("upstream connection ended: {e}");
+        Ok(Box::new(Connection { io: TokioIo::new(stream), read: BytesMut::with_capacity(READ_SIZE) }))
+    }
+}
+
+/// GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be sent twice (RFC 9110
+/// §9.2.2), and so may a request its client gave an `Idempotency-Key`.
+fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    ) || headers.contains_key("idempotency-key")
+}
+
+/// Sends the request on `connection` and reads the final response's head.
+/// A streamed body is taken from `body` as it is sent.
+async fn exchange(
+    connection: &mut Connection,
+    wire: &[u8],
+    body: &mut Option<OutgoingBody>,
+    framing: RequestFraming,
+    reused: bool,
+    idempotent: bool,
+) -> Result<http1::ResponseHead, Failed> {
+    let failed = |error: UpstreamError| Failed { error, retry: false };
+    // Until a streamed body is taken, the request can still be sent again.
+    let streamed = matches!(body, Some(OutgoingBody::Streaming(_)));
+    if let Err(e) = connection.io.write_all(wire).await {
+        return Err(Failed { error: e.into(), retry: reused });
+    }
+    match body {
+        Some(OutgoingBody::Replayable(bytes)) => {
+            connection.io.write_all(bytes).await.map_err(|e| failed(e.into()))?
+        }
+        Some(OutgoingBody::Streaming(_)) => {
+            let Some(OutgoingBody::Streaming(incoming)) = body.take() else { unreachable!() };
+            stream_body(connection, incoming, framing).await.map_err(failed)?;
+        }
+        None => {}
+    }
+    connection.io.flush().await.map_err(|e| failed(e.into()))?;
+    let mut answered = false;
+    loop {
+        match http1::parse_response_head(&mut connection.read).map_err(|e| failed(e.into()))? {
+            Some(head) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                return Err(failed(
+                    ProtocolError("it switches protocols, which the proxy does not carry").into(),
+                ));
             }
-        });
-        Ok(sender)
+            Some(head) if head.status.is_informational() => {
+                answered = true;
+                continue;
+            }
+            Some(head) => return Ok(head),
+            None => {}
+        }
+        let retry = reused && !answered && connection.read.is_empty() && idempotent && !streamed;
+        match connection.fill().await {
+            Ok(0) => return Err(Failed { error: UpstreamError::Closed, retry }),
+            Ok(_) => {}
+            Err(e) => return Err(Failed { error: e.into(), retry }),
+        }
     }
 }
 
-fn default_port(scheme: &Scheme) -> Option<u16> {
-    match scheme.as_str() {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
+/// Sends a client's body as it arrives: as is for a known length, in chunks
+/// otherwise.
+async fn stream_body(
+    connection: &mut Connection,
+    mut incoming: Incoming,
+    framing: RequestFraming,
+) -> Result<(), UpstreamError> {
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(UpstreamError::RequestBody)?;
+        let Ok(data) = frame.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        if framing == RequestFraming::Chunked {
+            connection.io.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await?;
+            connection.io.write_all(&data).await?;
+            connection.io.write_all(b"\r\n").await?;
+        } else {
+            connection.io.write_all(&data).await?;
+        }
     }
+    if framing == RequestFraming::Chunked {
+        connection.io.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
 }
 
-/// The connection a response came on, to be put back once its body ended.
+/// Where a connection goes back to once its response has been read.
 struct Returning {
-    sender: SendRequest<ProxyBody>,
     origin: Origin,
     idle: IdleConnections,
 }
 
 impl Returning {
-    fn put_back(self) {
+    fn put_back(self, connection: Box<Connection>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let position = match idle.iter().position(|(known, _)| known.same_as(&self.origin)) {
             Some(position) => position,
@@ -179,55 +348,109 @@ impl Returning {
         };
         let list = &mut idle[position].1;
         if list.len() < MAX_IDLE_PER_ORIGIN {
-            list.push((self.sender, Instant::now()));
+            list.push((connection, Instant::now()));
         }
     }
 }
 
-/// A response body from an upstream. Read to its end (or empty), its
-/// connection becomes idle again when it is dropped; dropped before that, or
-/// after an error, the connection closes (a response not read through
-/// leaves the connection unable to carry another).
+/// A response body, read from its connection as it is polled. Once read to
+/// its end, the connection becomes idle again (if the upstream keeps it
+/// open); dropped before that, or after an error, the connection closes.
 pub struct UpstreamBody {
-    body: Incoming,
+    connection: Option<Box<Connection>>,
+    framing: ResponseFraming,
     returning: Option<Returning>,
-    /// Whether reading returned the end (a chunked body's `is_end_stream`
-    /// stays false).
-    ended: bool,
+}
+
+impl UpstreamBody {
+    fn ended(&self) -> bool {
+        match &self.framing {
+            ResponseFraming::Length(left) => *left == 0,
+            ResponseFraming::Chunked(decoder) => decoder.is_done(),
+            ResponseFraming::UntilClose => self.connection.is_none(),
+        }
+    }
+
+    /// Hands the connection back, or closes it.
+    fn finish(&mut self) {
+        if let (Some(connection), Some(returning)) = (self.connection.take(), self.returning.take())
+            && connection.read.is_empty()
+        {
+            returning.put_back(connection);
+        }
+    }
+
+    fn fail(&mut self, error: impl Into<BoxError>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.connection = None;
+        self.framing = ResponseFraming::UntilClose;
+        Poll::Ready(Some(Err(error.into())))
+    }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.ended = true,
-            Poll::Ready(Some(Err(_))) => self.returning = None,
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(connection) = this.connection.as_mut() else { return Poll::Ready(None) };
+            let read = &mut connection.read;
+            let data = match &mut this.framing {
+                ResponseFraming::Length(0) => None,
+                ResponseFraming::Length(left) if !read.is_empty() => {
+                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(read.len());
+                    *left -= take as u64;
+                    Some(read.split_to(take).freeze())
+                }
+                ResponseFraming::Chunked(decoder) => match decoder.decode(read) {
+                    Ok(Decoded::Data(data)) => Some(data),
+                    Ok(Decoded::End) => None,
+                    Ok(Decoded::NeedMore) => Some(Bytes::new()),
+                    Err(e) => return this.fail(e),
+                },
+                ResponseFraming::UntilClose if !read.is_empty() => Some(read.split().freeze()),
+                _ => Some(Bytes::new()),
+            };
+            match data {
+                None => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Some(data) if !data.is_empty() => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(_) => {}
+            }
+            match std::task::ready!(connection.poll_fill(cx)) {
+                Ok(0) if this.framing == ResponseFraming::UntilClose => {
+                    this.connection = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail(UpstreamError::Closed),
+                Ok(_) => {}
+                Err(e) => return this.fail(e),
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.ended()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match self.framing {
+            ResponseFraming::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
     }
 }
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if (self.ended || self.body.is_end_stream())
-            && let Some(returning) = self.returning.take()
-        {
-            returning.put_back();
+        if self.ended() {
+            self.finish();
         }
     }
 }
