@@ -454,3 +454,282 @@ impl Drop for UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream as StdStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hyper_rustls::HttpsConnectorBuilder;
+    use rustls::{ClientConfig, RootCertStore};
+
+    use super::*;
+
+    /// A loopback upstream that runs `script` on each connection it accepts
+    /// (with the connection's number, from 0); counts its connections.
+    fn upstream(
+        script: impl Fn(usize, &mut Conversation) + Send + Sync + 'static,
+    ) -> (Origin, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin =
+            Origin::of(&format!("http://{}", listener.local_addr().unwrap()).parse().unwrap()).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (counter, script) = (accepted.clone(), Arc::new(script));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let number = counter.fetch_add(1, Ordering::SeqCst);
+                let script = script.clone();
+                std::thread::spawn(move || {
+                    let mut conversation =
+                        Conversation { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
+                    script(number, &mut conversation);
+                });
+            }
+        });
+        (origin, accepted)
+    }
+
+    struct Conversation {
+        reader: BufReader<StdStream>,
+        writer: StdStream,
+    }
+
+    impl Conversation {
+        /// The next request, head and body; `None` at the client's close.
+        fn request(&mut self) -> Option<String> {
+            let (mut text, mut length) = (String::new(), 0);
+            loop {
+                let mut line = String::new();
+                if self.reader.read_line(&mut line).ok()? == 0 {
+                    return None;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                text.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            self.reader.read_exact(&mut body).ok()?;
+            Some(text + &String::from_utf8(body).unwrap())
+        }
+
+        fn answer(&mut self, wire: &str) {
+            self.writer.write_all(wire.as_bytes()).unwrap();
+        }
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    fn upstreams() -> Upstreams {
+        let tls =
+            ClientConfig::builder().with_root_certificates(RootCertStore::empty()).with_no_client_auth();
+        Upstreams::new(
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build(),
+        )
+    }
+
+    /// Sends a request and reads its answer through: status and body.
+    async fn exchange(
+        upstreams: &Upstreams,
+        origin: &Origin,
+        method: Method,
+        body: &str,
+    ) -> Result<(u16, String), UpstreamError> {
+        let path = PathAndQuery::from_static("/v1/models");
+        let (headers, credential) = (HeaderMap::new(), HeaderValue::from_static("Bearer s"));
+        let head = RequestHead {
+            method: &method,
+            path: &path,
+            headers: &headers,
+            dropped: &[],
+            added: &[],
+            credential: (&hyper::header::AUTHORIZATION, &credential),
+        };
+        let response =
+            upstreams.send(origin, head, OutgoingBody::Replayable(Bytes::from(body.to_string()))).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.map_err(UpstreamError::Connect)?.to_bytes();
+        Ok((status, String::from_utf8(body.to_vec()).unwrap()))
+    }
+
+    fn block_on<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+    }
+
+    #[test]
+    fn a_connection_read_to_its_end_is_reused_whatever_its_body_framing() {
+        let (origin, accepted) = upstream(|_, conversation| {
+            let answers = [
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nt: 1\r\n\r\n",
+                OK,
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlast",
+            ];
+            for answer in answers {
+                let request = conversation.request().unwrap();
+                assert!(request.starts_with("POST /v1/models HTTP/1.1\r\nhost: 127.0.0.1:"), "{request}");
+                assert!(
+                    request.ends_with("authorization: Bearer s\r\ncontent-length: 4\r\n\r\nbody"),
+                    "{request}"
+                );
+                conversation.answer(answer);
+            }
+        });
+        let upstreams = upstreams();
+        let answers = block_on(async {
+            let mut answers = Vec::new();
+            for _ in 0..4 {
+                answers.push(exchange(&upstreams, &origin, Method::POST, "body").await.unwrap());
+            }
+            answers
+        });
+        let expected = [(200, "abcde"), (200, "ok"), (204, ""), (200, "last")];
+        assert_eq!(answers, expected.map(|(status, body)| (status, body.to_string())));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection carried all four");
+    }
+
+    #[test]
+    fn a_body_that_runs_to_the_close_is_read_whole_and_its_connection_not_reused() {
+        let (origin, accepted) = upstream(|_, conversation| {
+            conversation.request().unwrap();
+            conversation.answer("HTTP/1.1 200 OK\r\n\r\nuntil the end");
+        });
+        let upstreams = upstreams();
+        block_on(async {
+            for _ in 0..2 {
+                let answer = exchange(&upstreams, &origin, Method::GET, "").await.unwrap();
+                assert_eq!(answer, (200, "until the end".to_string()));
+            }
+        });
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_connection_the_upstream_closed_while_idle_is_replaced() {
+        let (origin, accepted) = upstream(|_, conversation| {
+            conversation.request().unwrap();
+            conversation.answer(OK);
+        });
+        let upstreams = upstreams();
+        block_on(async {
+            for _ in 0..3 {
+                assert_eq!(exchange(&upstreams, &origin, Method::POST, "x").await.unwrap().1, "ok");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        assert_eq!(accepted.load(Ordering::SeqCst), 3, "each closed connection was noticed before reuse");
+    }
+
+    #[test]
+    fn a_request_the_upstream_closed_on_is_resent_only_when_it_may_go_twice() {
+        // Each connection answers one request, then takes the next and closes
+        // without an answer, as a server timing out an idle connection can.
+        let script = |_: usize, conversation: &mut Conversation| {
+            conversation.request().unwrap();
+            conversation.answer(OK);
+            conversation.request();
+        };
+        let (origin, accepted) = upstream(script);
+        let upstreams = upstreams();
+        block_on(async {
+            assert_eq!(exchange(&upstreams, &origin, Method::GET, "").await.unwrap().1, "ok");
+            assert_eq!(exchange(&upstreams, &origin, Method::GET, "").await.unwrap().1, "ok", "resent");
+        });
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let (origin, accepted) = upstream(script);
+        block_on(async {
+            assert_eq!(exchange(&upstreams, &origin, Method::POST, "pay").await.unwrap().1, "ok");
+            let second = exchange(&upstreams, &origin, Method::POST, "pay").await;
+            assert!(matches!(second, Err(UpstreamError::Closed)), "a POST is not sent twice: {second:?}");
+        });
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_malformed_or_truncated_answer_is_an_error() {
+        let (origin, _) = upstream(|number, conversation| {
+            conversation.request().unwrap();
+            conversation.answer(if number == 0 {
+                "NOT HTTP\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort"
+            });
+        });
+        let upstreams = upstreams();
+        block_on(async {
+            let malformed = exchange(&upstreams, &origin, Method::GET, "").await;
+            assert!(matches!(malformed, Err(UpstreamError::Protocol(_))), "{malformed:?}");
+            let truncated = exchange(&upstreams, &origin, Method::GET, "").await;
+            assert!(truncated.is_err(), "a body cut short is not passed off as whole: {truncated:?}");
+        });
+    }
+
+    #[test]
+    fn a_streamed_body_of_unknown_length_goes_out_in_chunks() {
+        let (origin, _) = upstream(|_, conversation| {
+            let mut head = String::new();
+            while !head.ends_with("\r\n\r\n") {
+                conversation.reader.read_line(&mut head).unwrap();
+            }
+            assert!(
+                head.contains("transfer-encoding: chunked\r\n") && !head.contains("content-length"),
+                "{head}"
+            );
+            let mut body = String::new();
+            while !body.ends_with("0\r\n\r\n") {
+                conversation.reader.read_line(&mut body).unwrap();
+            }
+            assert_eq!(body, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+            conversation.answer(OK);
+        });
+        // The client's side: a hyper server whose one request streams its
+        // body on to the upstream, and a client that sends that body chunked.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut stream = StdStream::connect(address).unwrap();
+            stream
+                .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            stream.write_all(b"6\r\n world\r\n0\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            BufReader::new(stream).read_line(&mut answer).unwrap();
+            answer
+        });
+        block_on(async {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let upstreams = Arc::new(upstreams());
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let (upstreams, origin) = (upstreams.clone(), origin.clone());
+                async move {
+                    let path = PathAndQuery::from_static("/");
+                    let (headers, credential) = (HeaderMap::new(), HeaderValue::from_static("Bearer s"));
+                    let head = RequestHead {
+                        method: &Method::POST,
+                        path: &path,
+                        headers: &headers,
+                        dropped: &[],
+                        added: &[],
+                        credential: (&hyper::header::AUTHORIZATION, &credential),
+                    };
+                    let body = OutgoingBody::Streaming(request.into_body());
+                    let response = upstreams.send(&origin, head, body).await?;
+                    Ok::<_, UpstreamError>(response)
+                }
+            });
+            hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+                .unwrap();
+        });
+        assert_eq!(client.join().unwrap(), "HTTP/1.1 200 OK\r\n");
+    }
+}
