@@ -201,6 +201,7 @@ impl Upstreams {
             match exchange(&mut connection, &wire, &mut body, framing, reused, idempotent).await {
                 Ok(response) => {
                     let framing = ResponseFraming::of(head.method, &response)?;
+                    let sized = matches!(framing, ResponseFraming::Length(_));
                     let returning = response
                         .keep_alive
                         .then(|| Returning { origin: origin.clone(), idle: self.idle.clone() });
@@ -208,6 +209,11 @@ impl Upstreams {
                     let mut answer = Response::new(body);
                     *answer.status_mut() = response.status;
                     *answer.headers_mut() = response.headers;
+                    if !sized {
+                        // Chunks override a length (RFC 9112 §6.3); passed
+                        // on, it would not describe the body the client gets.
+                        answer.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+                    }
                     return Ok(answer);
                 }
                 Err(Failed { retry: true, .. }) => continue,
@@ -731,5 +737,31 @@ mod tests {
                 .unwrap();
         });
         assert_eq!(client.join().unwrap(), "HTTP/1.1 200 OK\r\n");
+    }
+
+    #[test]
+    fn a_length_beside_chunks_is_not_passed_on() {
+        let (origin, _) = upstream(|_, conversation| {
+            conversation.request().unwrap();
+            conversation
+                .answer("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 99\r\n\r\n2\r\nhi\r\n0\r\n\r\n");
+        });
+        let upstreams = upstreams();
+        block_on(async {
+            let path = PathAndQuery::from_static("/");
+            let (headers, credential) = (HeaderMap::new(), HeaderValue::from_static("Bearer s"));
+            let head = RequestHead {
+                method: &Method::GET,
+                path: &path,
+                headers: &headers,
+                dropped: &[],
+                added: &[],
+                credential: (&hyper::header::AUTHORIZATION, &credential),
+            };
+            let response =
+                upstreams.send(&origin, head, OutgoingBody::Replayable(Bytes::new())).await.unwrap();
+            assert!(!response.headers().contains_key(hyper::header::CONTENT_LENGTH));
+            assert_eq!(&response.into_body().collect().await.unwrap().to_bytes()[..], b"hi");
+        });
     }
 }
