@@ -15,7 +15,7 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, StatusCode};
 
 /// The most a response head may take.
-pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
 /// The most header lines a response head may have.
 const MAX_HEADERS: usize = 128;
 
