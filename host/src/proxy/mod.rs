@@ -18,6 +18,7 @@ mod http1;
 mod quota;
 mod route;
 mod upstream;
+mod watchdog;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use keyhelper_core::credential::Secret;
 use keyhelper_core::failure::{ExitClass, Failure};
@@ -37,6 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use self::access::ClientKey;
 use self::forward::Forwarder;
 use self::route::Route;
+use self::watchdog::Activity;
 use crate::environment::Environment;
 
 /// How long in-flight requests may run on after the proxy is told to stop.
@@ -299,43 +301,37 @@ async fn serve_connections(
     header_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    tokio::spawn(keep_a_timer_due_before(header_timeout));
     while let Some(Handed { stream, slot }) = handed.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let _ = stream.set_nodelay(true);
-        let forwarder = forwarder.clone();
+        let (forwarder, activity) = (forwarder.clone(), Arc::new(Activity::default()));
+        let watched = activity.clone();
         let service = hyper::service::service_fn(move |request| {
-            let forwarder = forwarder.clone();
-            async move { Ok::<_, std::convert::Infallible>(forwarder.handle(request).await) }
+            let (forwarder, counted) = (forwarder.clone(), activity.arrived());
+            async move {
+                let response = forwarder.handle(request).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| counted.answered(body)))
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("client connection ended: {e}");
+            tokio::select! {
+                biased;
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!("client connection ended: {e}");
+                },
+                () = watched.idle_for(header_timeout) => {
+                    tracing::debug!("closing a client connection that sent no request for {header_timeout:?}");
+                }
             }
             drop(slot);
         });
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         eprintln!("keyhelper: requests still running after {}s were cut off", SHUTDOWN_GRACE.as_secs());
-    }
-}
-
-/// Keeps a timer pending on this worker's runtime that is always due before
-/// any header timeout. tokio wakes its driver (a write to an eventfd: a
-/// syscall, and a wake-up) whenever a new timer is due before every pending
-/// one, and hyper arms a header timer for each request; without an earlier
-/// timer pending, every request of an otherwise idle worker paid that write.
-/// This one wakes the worker once per half header timeout instead.
-async fn keep_a_timer_due_before(header_timeout: Duration) {
-    let period = (header_timeout / 2).max(Duration::from_millis(100));
-    loop {
-        tokio::time::sleep(period).await;
     }
 }
 
