@@ -538,13 +538,13 @@ mod tests {
         )
     }
 
-    /// Sends a request and reads its answer through: status and body.
-    async fn exchange(
+    /// Sends `body` to `origin` as `method /v1/models` with a bearer credential.
+    async fn send(
         upstreams: &Upstreams,
         origin: &Origin,
         method: Method,
-        body: &str,
-    ) -> Result<(u16, String), UpstreamError> {
+        body: OutgoingBody,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let path = PathAndQuery::from_static("/v1/models");
         let (headers, credential) = (HeaderMap::new(), HeaderValue::from_static("Bearer s"));
         let head = RequestHead {
@@ -555,8 +555,18 @@ mod tests {
             added: &[],
             credential: (&hyper::header::AUTHORIZATION, &credential),
         };
-        let response =
-            upstreams.send(origin, head, OutgoingBody::Replayable(Bytes::from(body.to_string()))).await?;
+        upstreams.send(origin, head, body).await
+    }
+
+    /// Sends a request and reads its answer through: status and body.
+    async fn exchange(
+        upstreams: &Upstreams,
+        origin: &Origin,
+        method: Method,
+        body: &str,
+    ) -> Result<(u16, String), UpstreamError> {
+        let body = OutgoingBody::Replayable(Bytes::from(body.to_string()));
+        let response = send(upstreams, origin, method, body).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map_err(UpstreamError::Connect)?.to_bytes();
         Ok((status, String::from_utf8(body.to_vec()).unwrap()))
@@ -715,19 +725,8 @@ mod tests {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let (upstreams, origin) = (upstreams.clone(), origin.clone());
                 async move {
-                    let path = PathAndQuery::from_static("/");
-                    let (headers, credential) = (HeaderMap::new(), HeaderValue::from_static("Bearer s"));
-                    let head = RequestHead {
-                        method: &Method::POST,
-                        path: &path,
-                        headers: &headers,
-                        dropped: &[],
-                        added: &[],
-                        credential: (&hyper::header::AUTHORIZATION, &credential),
-                    };
                     let body = OutgoingBody::Streaming(request.into_body());
-                    let response = upstreams.send(&origin, head, body).await?;
-                    Ok::<_, UpstreamError>(response)
+                    send(&upstreams, &origin, Method::POST, body).await
                 }
             });
             hyper::server::conn::http1::Builder::new()
@@ -748,18 +747,8 @@ mod tests {
         });
         let upstreams = upstreams();
         block_on(async {
-            let path = PathAndQuery::from_static("/");
-            let (headers, credential) = (HeaderMap::new(), HeaderValue::from_static("Bearer s"));
-            let head = RequestHead {
-                method: &Method::GET,
-                path: &path,
-                headers: &headers,
-                dropped: &[],
-                added: &[],
-                credential: (&hyper::header::AUTHORIZATION, &credential),
-            };
-            let response =
-                upstreams.send(&origin, head, OutgoingBody::Replayable(Bytes::new())).await.unwrap();
+            let body = OutgoingBody::Replayable(Bytes::new());
+            let response = send(&upstreams, &origin, Method::GET, body).await.unwrap();
             assert!(!response.headers().contains_key(hyper::header::CONTENT_LENGTH));
             assert_eq!(&response.into_body().collect().await.unwrap().to_bytes()[..], b"hi");
         });
