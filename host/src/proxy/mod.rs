@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::Uri;
@@ -213,6 +214,8 @@ async fn listen(address: SocketAddr) -> Result<TcpListener, Failure> {
 /// sixth of its time in those wake-ups under load).
 struct Workers {
     handoff: Vec<tokio::sync::mpsc::UnboundedSender<Handed>>,
+    /// How many connections each worker holds now.
+    loads: Vec<Arc<AtomicUsize>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     slots: Arc<Semaphore>,
     limits: ConnectionLimits,
@@ -221,13 +224,25 @@ struct Workers {
 /// A connection handed to a worker, with the slot it holds until it ends.
 struct Handed {
     stream: std::net::TcpStream,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
+}
+
+/// A connection's place: one of the limit's, and one in its worker's load.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    load: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.load.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Workers {
     fn start(options: &ProxyOptions, route: &Arc<Route>) -> Result<Self, Failure> {
         let count = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
-        let (mut handoff, mut threads) = (Vec::new(), Vec::new());
+        let (mut handoff, mut threads, mut loads) = (Vec::new(), Vec::new(), Vec::new());
         for index in 0..count {
             let forwarder = Arc::new(Forwarder::new(options, route.clone(), options.client_key.clone())?);
             let (send, receive) = tokio::sync::mpsc::unbounded_channel::<Handed>();
@@ -244,13 +259,16 @@ impl Workers {
                 })?;
             handoff.push(send);
             threads.push(thread);
+            loads.push(Arc::new(AtomicUsize::new(0)));
         }
         let slots = Arc::new(Semaphore::new(options.limits.max_connections));
-        Ok(Self { handoff, threads, slots, limits: options.limits })
+        Ok(Self { handoff, loads, threads, slots, limits: options.limits })
     }
 
-    /// Accepts connections, handing them to the workers in turn, until
-    /// `stop` completes; then lets the workers finish what is in flight.
+    /// Accepts connections, handing each to the worker holding the fewest
+    /// (the next in turn among equals), until `stop` completes; then lets
+    /// the workers finish what is in flight. Clients that reconnect now and
+    /// then would otherwise leave one worker with more than its share.
     async fn accept_until(self, listener: TcpListener, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut next = 0;
@@ -274,8 +292,15 @@ impl Workers {
             tokio::select! {
                 accepted = listener.accept() => match accepted.and_then(|(stream, _)| stream.into_std()) {
                     Ok(stream) => {
-                        let _ = self.handoff[next].send(Handed { stream, slot });
-                        next = (next + 1) % self.handoff.len();
+                        let count = self.handoff.len();
+                        let worker = (0..count)
+                            .map(|offset| (next + offset) % count)
+                            .min_by_key(|&worker| self.loads[worker].load(Ordering::Relaxed))
+                            .unwrap_or(0);
+                        self.loads[worker].fetch_add(1, Ordering::Relaxed);
+                        let slot = Slot { _permit: slot, load: self.loads[worker].clone() };
+                        let _ = self.handoff[worker].send(Handed { stream, slot });
+                        next = (worker + 1) % count;
                     }
                     Err(e) => {
                         tracing::warn!("accepting a connection failed: {e}; pausing");
